@@ -1,0 +1,1 @@
+"""Offline data sources. Import from the submodules, e.g. ``scalinglab.data.markov``."""
