@@ -43,7 +43,8 @@ def logsumexp(z, axis: int = -1) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)
     m = np.max(z, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)  # an all -inf row has logsumexp -inf, not nan
-    out = m + np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))
+    with np.errstate(divide="ignore"):  # log(0) = -inf is the right answer for such a row
+        out = m + np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))
     return np.squeeze(out, axis=axis)
 
 
