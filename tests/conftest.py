@@ -18,3 +18,15 @@ def course() -> Course:
 
 def assignments() -> list[str]:
     return Course(ROOT).assignments()
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread per test process: with ``pytest -n 2`` on 2 cores, more threads
+    only oversubscribe the CPU (and make timings noisy)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
