@@ -12,14 +12,6 @@ from scalinglab.models.mlp import MLP
 from scalinglab.training import train_classifier, train_regressor
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machine is shared; more threads only contend
-    yield
-    torch.set_num_threads(old)
-
-
 def _classification_data(seed=0, n=120, n_test=40, in_dim=6, n_classes=3):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n + n_test, in_dim)).astype(np.float32)

@@ -227,7 +227,6 @@ def test_layer_dimensions_of_trained_mlp_match_skdim_and_decrease():
     from scalinglab.models.mlp import MLP
     from scalinglab.training import train_classifier
 
-    torch.set_num_threads(1)
     data = load_digits_split(test_size=0.4, seed=0)
     x = data["x_test"].astype(np.float64)
     untrained, model = MLP(64, 64, 3, 10, seed=0), MLP(64, 64, 3, 10, seed=0)

@@ -21,15 +21,6 @@ from scalinglab.flops import (
 from scalinglab.models.mlp import MLP, mlp_param_count
 from scalinglab.models.transformer import TinyTransformer, causal_attention
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machine is shared; more threads only contend
-    yield
-    torch.set_num_threads(old)
-
-
 # ---------------------------------------------------------------- MLP
 
 

@@ -7,21 +7,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from scalinglab.flops import mlp_train_flops_per_example
 from scalinglab.models.mlp import MLP
 from scalinglab.sweep import RECORD_KEYS, SweepGrid, final_records, plan_groups, run_sweep
 from scalinglab.sweep_cli import load_records, register
 from scalinglab.training import train_classifier
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machine is shared; more threads only contend
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
