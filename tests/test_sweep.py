@@ -173,8 +173,8 @@ def test_cli_rejects_unknown_model(tmp_path):
 
 
 def test_markov_dataset_windows_are_one_hot_contexts_and_next_tokens():
-    from scalinglab.data.markov import MarkovSource
-    from scalinglab.sweep_cli import load_dataset, markov_windows_dataset
+    from scalinglab.data.markov import MarkovSource, markov_windows_dataset
+    from scalinglab.sweep_cli import load_dataset
 
     spec = {
         "name": "markov",

@@ -19,7 +19,7 @@ The lead hooks :func:`register` into ``scalinglab.cli``. The config is a JSON fi
 (:func:`~scalinglab.data.modular.modular_arithmetic_dataset`, one-hot encoded) or ``markov``
 (``vocab_size, order, concentration, source_seed`` of
 :meth:`scalinglab.data.markov.MarkovSource.random`, the rest for
-:func:`markov_windows_dataset`); the other keys are passed to that function. ``grid`` holds the arguments of
+:func:`~scalinglab.data.markov.markov_windows_dataset`); the other keys are passed to that function. ``grid`` holds the arguments of
 :class:`~scalinglab.sweep.SweepGrid` and ``training`` the keyword arguments of
 :func:`~scalinglab.sweep.run_sweep`. Only ``"model": "mlp"`` sweeps are supported.
 
@@ -61,7 +61,7 @@ def load_dataset(spec: dict) -> dict:
 
         return modular_arithmetic_dataset(**{"encoding": "onehot", **spec})
     if name == "markov":
-        from scalinglab.data.markov import MarkovSource
+        from scalinglab.data.markov import MarkovSource, markov_windows_dataset
 
         source = MarkovSource.random(
             spec.pop("vocab_size"),
@@ -73,32 +73,6 @@ def load_dataset(spec: dict) -> dict:
     raise ValueError(
         f"unknown dataset {name!r}; use mnist1d, digits, teacher_student, modular or markov"
     )
-
-
-def markov_windows_dataset(
-    source, context_length: int, n_train: int, n_test: int, seed: int = 0
-) -> dict:
-    """Next-token prediction from a Markov source as a classification data set.
-
-    Inputs are the one-hot codes of ``context_length`` consecutive tokens, flattened
-    (``context_length * vocab_size`` features); the label is the next token. Windows are
-    cut from sequences of ``64 + context_length`` tokens sampled with
-    ``numpy.random.default_rng(seed)`` (train first, then test). This is the data set of
-    chapter 4's shipped sweep (``records/ch04_markov_sweep.config.json``).
-    """
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    v = source.vocab_size
-
-    def make(n: int):
-        tokens = source.sample(n // 64 + 1, 64 + context_length, rng)
-        ctx, nxt = source.windows(tokens, context_length)
-        return np.eye(v, dtype=np.float32)[ctx[:n]].reshape(n, -1), nxt[:n]
-
-    x_train, y_train = make(n_train)
-    x_test, y_test = make(n_test)
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
 def load_config(path: str | os.PathLike) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 
 from scalinglab.losses import entropy
 
-__all__ = ["MarkovSource"]
+__all__ = ["MarkovSource", "markov_windows_dataset"]
 
 
 class MarkovSource:
@@ -182,6 +182,31 @@ class MarkovSource:
         itself, for positions that have a full context. Tends to :meth:`entropy_rate`."""
         ctx, nxt = self.windows(tokens, self.order)
         return float(-np.mean(np.log(self.transition[self.context_index(ctx), nxt])))
+
+
+def markov_windows_dataset(
+    source: MarkovSource, context_length: int, n_train: int, n_test: int, seed: int = 0
+) -> dict:
+    """Next-token prediction from a Markov source as a classification data set.
+
+    Inputs are the one-hot codes of ``context_length`` consecutive tokens, flattened
+    (``context_length * vocab_size`` float32 features); the label is the next token.
+    Windows are cut from sequences of ``64 + context_length`` tokens sampled with
+    ``numpy.random.default_rng(seed)`` (train first, then test). Returns the dict
+    ``x_train, y_train, x_test, y_test`` the training engine takes; it is the data set of
+    chapter 4's sweep (``scalinglab/records/ch04_markov_sweep.config.json``).
+    """
+    rng = np.random.default_rng(seed)
+    v = source.vocab_size
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        tokens = source.sample(n // 64 + 1, 64 + context_length, rng)
+        ctx, nxt = source.windows(tokens, context_length)
+        return np.eye(v, dtype=np.float32)[ctx[:n]].reshape(n, -1), nxt[:n]
+
+    x_train, y_train = make(n_train)
+    x_test, y_test = make(n_test)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
 def _draw(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
