@@ -30,3 +30,22 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def assert_mistakes_cost(course, tmp_path, assignment, replacements, points_lost):
+    """Autograde the solution of ``assignment`` with some solution cells replaced by
+    plausible mistakes (``{solution grade_id: source}``) and assert that exactly the test
+    cells in ``points_lost`` (``{test grade_id: points}``) lose all of their points and
+    every other part keeps full marks. Returns the report."""
+    from scalinglab.grading import autograde, source_notebook_path, with_solution_replaced
+
+    wrong = with_solution_replaced(
+        source_notebook_path(assignment, course), replacements, tmp_path / "wrong.ipynb"
+    )
+    report = autograde(wrong, assignment, course)
+    assert report.error is None, report.summary()
+    assert report.lost() == sorted(points_lost), report.summary()
+    for part, points in points_lost.items():
+        assert report.parts[part] == (0.0, points), report.summary()
+    assert report.score == report.max_score - sum(points_lost.values())
+    return report

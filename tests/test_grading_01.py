@@ -7,6 +7,7 @@ import json
 import sqlite3
 
 import pytest
+from conftest import assert_mistakes_cost
 
 from scalinglab.grading import (
     autograde,
@@ -43,19 +44,17 @@ def entropy_rate(P):
 
 @pytest.mark.slow
 def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
-    wrong = with_solution_replaced(
-        source_notebook_path(A, course),
+    assert_mistakes_cost(
+        course,
+        tmp_path,
+        A,
         {
             "softmax": NAIVE_SOFTMAX,
             "cross_entropy": CE_VIA_LOG_OF_SOFTMAX,
             "entropy_rate": UNWEIGHTED_RATE,
         },
-        tmp_path / "wrong.ipynb",
+        {"test_softmax": 2, "test_cross_entropy": 2, "test_entropy_rate": 3},
     )
-    report = autograde(wrong, A, course)
-    assert report.error is None, report.summary()
-    assert report.lost() == ["test_cross_entropy", "test_entropy_rate", "test_softmax"]
-    assert report.score == report.max_score - 2 - 2 - 3
 
 
 @pytest.mark.slow

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import nbformat
 import pytest
+from conftest import assert_mistakes_cost
 
 from scalinglab.grading import (
     autograde,
     check_notebook,
     release_notebook_path,
     source_notebook_path,
-    with_solution_replaced,
 )
 
 A = "03-intrinsic-dimension"
@@ -42,15 +42,13 @@ RATIOS_WITH_DUPLICATES = """def twonn_ratios(x):
 
 @pytest.mark.slow
 def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
-    wrong = with_solution_replaced(
-        source_notebook_path(A, course),
+    assert_mistakes_cost(
+        course,
+        tmp_path,
+        A,
         {"dimension_summary": UNCENTRED_PCA, "layer_dimensions": HIDDEN_LAYERS_ONLY},
-        tmp_path / "wrong.ipynb",
+        {"test_dimension_summary": 2, "test_layer_dimensions": 3},
     )
-    report = autograde(wrong, A, course)
-    assert report.error is None, report.summary()
-    assert report.lost() == ["test_dimension_summary", "test_layer_dimensions"]
-    assert report.score == report.max_score - 2 - 3
 
 
 @pytest.mark.slow

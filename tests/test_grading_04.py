@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from scalinglab.grading import autograde, source_notebook_path, with_solution_replaced
+from conftest import assert_mistakes_cost
 
 A = "04-scaling-laws"
 
@@ -31,17 +30,15 @@ NO_DATA_SELECTION = """def predict_loss(records, n_params, examples_seen):
 
 @pytest.mark.slow
 def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
-    wrong = with_solution_replaced(
-        source_notebook_path(A, course),
+    report = assert_mistakes_cost(
+        course,
+        tmp_path,
+        A,
         {
             "power_law_fit": STRAIGHT_LINE,
             "compute_optimal": SWAPPED_EXPONENTS,
             "predict": NO_DATA_SELECTION,
         },
-        tmp_path / "wrong.ipynb",
+        {"test_power_law_fit": 3, "test_compute_optimal": 2, "test_predict": 3},
     )
-    report = autograde(wrong, A, course)
-    assert report.error is None, report.summary()
-    assert report.lost() == ["test_compute_optimal", "test_power_law_fit", "test_predict"]
     assert report.max_score == 10
-    assert report.score == report.max_score - 3 - 2 - 3
