@@ -8,6 +8,8 @@ BIN    := $(VENV)/bin
 # torch is pinned so that a CPU-only machine gets the CPU wheel (and pip does not pick a
 # multi-GB CUDA build); any torch >= 2.2 works with the package.
 TORCH  ?= torch==2.13.0
+# Run the environment's tools as if it were activated (kernels, nbgrader's alembic, ...).
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: book test lint release clean
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,6 +17,7 @@ def nbgrader_api(course: Course, cell_timeout: float | None = None, **course_dir
     the per-cell execution timeout."""
     from nbgrader.apps import NbGraderAPI
 
+    _put_interpreter_scripts_on_path()
     config = course.config()
     config.CourseDirectory.root = str(course.root)
     if cell_timeout:
@@ -22,6 +25,15 @@ def nbgrader_api(course: Course, cell_timeout: float | None = None, **course_dir
     for key, value in course_directory.items():
         setattr(config.CourseDirectory, key, value)
     return NbGraderAPI(config=config)
+
+
+def _put_interpreter_scripts_on_path() -> None:
+    """nbgrader's gradebook runs the ``alembic`` script by name, so the scripts folder of
+    this interpreter (a virtual environment's ``bin/``) must be on ``PATH`` even when the
+    environment was not activated (``.venv/bin/scalinglab grade ...``)."""
+    scripts = str(Path(sys.executable).parent)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
 
 
 def generate(course: Course, assignment: str, release_dir: Path, db_path: Path) -> None:
