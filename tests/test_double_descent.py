@@ -1,24 +1,32 @@
-"""Double-descent helpers: parameter counts vs torch, peak finding, shipped MLP records."""
+"""Double-descent helpers: parameter counts vs torch, peak finding, the shipped engine sweeps."""
 
 from __future__ import annotations
 
 import math
+import shlex
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from scalinglab.cli import build_parser
 from scalinglab.double_descent import (
     interpolation_threshold,
     load_records,
     locate_peak,
     mean_curve,
     mlp_param_count,
-    mnist1d_with_label_noise,
-    run_width_sweep,
+    regenerate_command,
+    rerun_shipped,
+    shipped_config,
+    sweet_spot,
     width_for_param_count,
 )
+from scalinglab.sweep import RECORD_KEYS, SweepGrid, model_id, plan_groups
+
+NOISY, CLEAN, SAMPLES = "ch06_mlp_sweep", "ch06_mlp_sweep_clean", "ch06_mlp_samplewise"
+SHIPPED = (NOISY, CLEAN, SAMPLES)
 
 
 def torch_mlp_params(in_dim, width, depth, out_dim):
@@ -52,13 +60,17 @@ def test_width_for_param_count_rejects_impossible_targets():
         width_for_param_count(5, 40, 1, 10)
 
 
-def test_locate_peak_skips_the_underparameterized_side():
+def test_sweet_spot_and_peak_skip_the_underparameterized_side():
     xs = np.arange(1, 11)
     ys = np.array([0.9, 0.6, 0.4, 0.45, 0.7, 0.95, 0.5, 0.35, 0.3, 0.28])
+    assert sweet_spot(xs, ys) == 3
     assert locate_peak(xs, ys) == 6  # not x = 1, the global maximum
-    assert locate_peak(xs, -np.arange(10.0)) == 10  # monotone: no peak, last point
+    assert sweet_spot(xs, -np.arange(10.0)) == 10  # monotone: no U, no peak
+    assert locate_peak(xs, -np.arange(10.0)) == 10
     with pytest.raises(ValueError):
         locate_peak([3, 2, 1], [1, 2, 3])
+    with pytest.raises(ValueError):
+        sweet_spot([1, 1, 2], [1, 2, 3])
 
 
 def test_interpolation_threshold():
@@ -83,103 +95,192 @@ def test_mean_curve_averages_seeds_and_filters():
         mean_curve(records, label_noise=0.25)
 
 
-def test_label_noise_flips_the_requested_fraction_and_keeps_test_labels_clean():
-    clean = mnist1d_with_label_noise(600, n_test=200, label_noise=0.0, seed=0)
-    noisy = mnist1d_with_label_noise(600, n_test=200, label_noise=0.3, seed=0)
-    np.testing.assert_array_equal(clean["x_train"], noisy["x_train"])
-    np.testing.assert_array_equal(clean["y_test"], noisy["y_test"])
-    assert noisy["flipped"].mean() == pytest.approx(0.3, abs=0.06)
-    changed = clean["y_train"] != noisy["y_train"]
-    assert not changed[~noisy["flipped"]].any()
-    # A uniform redraw keeps the old label 1 time in 10.
-    assert changed[noisy["flipped"]].mean() == pytest.approx(0.9, abs=0.07)
-
-
-def test_run_width_sweep_is_deterministic_and_counts_parameters():
-    threads = torch.get_num_threads()
-    kw = dict(widths=[3, 9], n_trains=[100], label_noise=0.2, steps=20, log_every=10, n_test=100)
-    a = run_width_sweep(**kw, progress=False)
-    b = run_width_sweep(**kw, progress=False)
-    assert torch.get_num_threads() == threads  # one thread inside, restored afterwards
-    assert [r["test_error"] for r in a] == [r["test_error"] for r in b]
-    for r in a:
-        assert r["n_params"] == torch_mlp_params(40, r["width"], 1, 10)
-        assert r["history"]["step"] == [10, 20]
-        assert r["history"]["test_error"][-1] == r["test_error"]
-    assert a[0]["experiment"] == ""
-
-
-SHIPPED = "ch06_mlp_sweep"
+# ---------------------------------------------------------------------------------------
+# The shipped sweeps: written by the engine's command line from the configs next to them.
 
 
 @pytest.fixture(scope="module")
 def shipped():
-    return load_records(SHIPPED)
+    return {name: load_records(name) for name in SHIPPED}
 
 
-def test_shipped_records_peak_near_the_parameter_count_threshold(shipped):
-    # The chapter's claim: with 15% label noise the test error peaks where the MLP
-    # can first interpolate, and that width is where N(w) is of the order of n.
-    n_train = 1000
-    where = dict(experiment="model-wise", label_noise=0.15, n_train=n_train)
-    xs, test, _ = mean_curve(shipped, **where)
-    _, train, _ = mean_curve(shipped, y="train_error", **where)
-    predicted = width_for_param_count(n_train, 40, 1, 10)
-    peak = locate_peak(xs, test)
-    threshold = interpolation_threshold(xs, train, tol=0.01)
-    assert 0.5 * predicted <= peak <= 2.5 * predicted
-    assert 0.5 * predicted <= threshold <= 2.5 * predicted
-    # The peak is a real bump: higher than the sweet spot before it and the widest model.
-    i = list(xs).index(peak)
-    assert test[i] > test[-1] + 0.02
-    assert test[i] > test[:i].min() + 0.02
+@pytest.mark.parametrize("name", SHIPPED)
+def test_regenerate_command_is_a_valid_sweep_command_for_the_shipped_config(name, tmp_path):
+    argv = shlex.split(regenerate_command(name))
+    assert argv[:2] == ["OMP_NUM_THREADS=1", "scalinglab"]
+    args = build_parser().parse_args(argv[2:])
+    assert args.command == "sweep"
+    assert args.config == f"src/scalinglab/records/{name}.config.json"
+    assert args.out == f"src/scalinglab/records/{name}.jsonl"
+    assert name in shipped_config(name)["description"]  # the config says how to rebuild it
 
 
-def test_shipped_records_label_noise_raises_the_curve_and_delays_interpolation(shipped):
-    curves = {}
-    for noise in (0.0, 0.15):
-        where = dict(experiment="model-wise", label_noise=noise, n_train=1000)
-        xs, test, _ = mean_curve(shipped, **where)
-        _, train, _ = mean_curve(shipped, y="train_error", **where)
-        curves[noise] = (xs, test, interpolation_threshold(xs, train, tol=0.01))
-    np.testing.assert_array_equal(curves[0.0][0], curves[0.15][0])
-    assert np.all(curves[0.0][1] < curves[0.15][1])  # every width is better without noise
-    assert curves[0.0][2] < curves[0.15][2]  # clean labels are fitted at a smaller width
-    # The bump (peak after the sweet spot, above the widest model) is smaller without noise.
-    bump = {
-        noise: test[list(xs).index(locate_peak(xs, test))] - test[-1]
-        for noise, (xs, test, _) in curves.items()
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_records_are_exactly_the_configured_grid(name, shipped):
+    config, records = shipped_config(name), shipped[name]
+    grid = config["grid"]
+    assert all(set(r) == set(RECORD_KEYS) for r in records)
+    finals = [r for r in records if r["final"]]
+    expected = {
+        (w, grid["depth"], n, s, config["training"]["lr"], config["training"]["weight_decay"])
+        for w in grid["widths"]
+        for n in grid["n_train"]
+        for s in grid["seeds"]
     }
-    assert bump[0.0] < bump[0.15]
+    assert sorted(model_id(r) for r in finals) == sorted(expected)  # each model once
+    assert {r["steps"] for r in records} == {0, *grid["steps"]}
+    for r in finals:
+        assert r["steps"] == max(grid["steps"])
+        assert r["batch_size"] == config["training"]["batch_size"]
+        assert r["n_params"] == torch_mlp_params(40, r["width"], grid["depth"], 10)
 
 
-def test_shipped_records_sample_wise_more_data_hurts_near_the_threshold(shipped):
-    ns, test, _ = mean_curve(shipped, x="n_train", experiment="sample-wise")
-    _, train, _ = mean_curve(shipped, x="n_train", y="train_error", experiment="sample-wise")
-    n_params = mlp_param_count(40, 24, 1, 10)
-    assert {r["width"] for r in shipped if r["experiment"] == "sample-wise"} == {24}
-    # Interpolates every training set smaller than ~ its parameter count, none much larger.
-    assert np.all(train[ns < 0.8 * n_params] <= 0.01)
-    assert np.all(train[ns > 1.2 * n_params] > 0.1)
-    # The page's claim: 1100 examples give a worse model than 900.
-    test_at = dict(zip(ns.tolist(), test, strict=True))
-    assert test_at[1100] > test_at[900] + 0.02
-    assert test[-1] < test_at[900]  # and plenty of data still wins
+def test_rerun_reproduces_the_shipped_records(shipped):
+    threads = torch.get_num_threads()
+    # With a 64-wide member the ensemble is padded to 64, as in the shipped run, so every
+    # member does the same arithmetic: identical on the machine that wrote the records,
+    # within a few rounding-sized differences elsewhere.
+    kw = dict(widths=[8, 64], seeds=[1], steps=[50, 100])
+    a = rerun_shipped(NOISY, **kw)
+    b = rerun_shipped(NOISY, **kw)
+    assert torch.get_num_threads() == threads  # one thread inside, restored afterwards
+    assert a == b  # same seed, same numbers
+    assert {(r["width"], r["steps"]) for r in a} == {(w, s) for w in (8, 64) for s in (0, 50, 100)}
+    ref = {(r["width"], r["steps"]): r for r in shipped[NOISY] if r["seed"] == 1}
+    for r in a:
+        twin = ref[(r["width"], r["steps"])]
+        assert r["train_loss"] == pytest.approx(twin["train_loss"], rel=1e-4)
+        assert r["test_error"] == pytest.approx(twin["test_error"], abs=0.002)
 
 
-def test_shipped_records_epoch_wise_the_threshold_model_gets_worse_with_training(shipped):
-    def mean_history(width, key):
-        hist = [
-            r["history"]
-            for r in shipped
-            if r["experiment"] == "model-wise" and r["label_noise"] == 0.15 and r["width"] == width
-        ]
-        return np.array(hist[0]["step"]), np.mean([h[key] for h in hist], axis=0)
+# ---------------------------------------------------------------------------------------
+# Every number chapter 6 quotes about the MLP sweeps, checked on the shipped records.
 
-    steps, test = mean_history(24, "test_error")
+
+def final_curves(records):
+    xs, test, sem = mean_curve(records, final=True)
+    _, train, _ = mean_curve(records, y="train_error", final=True)
+    return xs, test, sem, train
+
+
+def test_noisy_sweep_peaks_where_the_mlp_first_interpolates(shipped):
+    xs, test, sem, train = final_curves(shipped[NOISY])
+    err = dict(zip(xs.tolist(), test, strict=True))
+    best, peak = sweet_spot(xs, test), locate_peak(xs, test)
+    # Theory and the published value: the peak is near N(w) = n and near greydanus's 47.
+    predicted = width_for_param_count(4000, 40, 2, 10)
+    assert predicted <= peak <= 1.3 * predicted
+    assert abs(peak - 47) <= 0.2 * 47
+    # ... and it is where the training error first (nearly) reaches zero.
+    assert interpolation_threshold(xs, train, tol=0.02) == peak
+    # The page's numbers.
+    assert (best, peak, xs[-1]) == (12, 52, 256)
+    assert interpolation_threshold(xs, train) == 64
+    assert err[best] == pytest.approx(0.508, abs=5e-4)
+    assert err[peak] == pytest.approx(0.603, abs=5e-4)
+    assert err[peak] - err[best] == pytest.approx(0.095, abs=5e-4)
+    assert test[-1] == pytest.approx(0.458, abs=5e-4)
+    assert peak / 47 == pytest.approx(1.10, abs=0.01)  # "10% above greydanus's w = 47"
+    assert peak / predicted == pytest.approx(1.23, abs=0.01)  # "23% above ... w = 42"
+    # The bump is real: far larger than the seeds' standard errors.
+    assert sem.max() <= 0.0275
+    near = (xs >= 44) & (xs <= 60)
+    assert sem[near].max() < 0.015
+    sem_at = dict(zip(xs.tolist(), sem, strict=True))
+    assert err[peak] - err[best] > 3 * np.hypot(sem_at[peak], sem_at[best])
+
+
+def test_clean_labels_remove_the_peak(shipped):
+    xs, test, _, train = final_curves(shipped[CLEAN])
+    xn, test_noisy, _, train_noisy = final_curves(shipped[NOISY])
+    noisy = dict(zip(xn.tolist(), test_noisy, strict=True))
+    assert set(xs) <= set(xn)
+    assert all(t < noisy[x] for x, t in zip(xs.tolist(), test, strict=True))  # every width
+    # Clean labels are fitted at a smaller width; the noisy net still misfits 15% there.
+    assert interpolation_threshold(xs, train, tol=0.02) == 40
+    assert interpolation_threshold(xn, train_noisy, tol=0.02) == 52
+    assert dict(zip(xn.tolist(), train_noisy, strict=True))[40] == pytest.approx(0.15, abs=0.005)
+    # No peak: a plateau around 42% through the noisy sweep's threshold region, then lower.
+    best = sweet_spot(xs, test)
+    plateau = (xs >= 32) & (xs <= 56)
+    assert np.all(np.abs(test[plateau] - 0.42) < 0.005)
+    assert test[xs == locate_peak(xs, test)][0] - test[xs == best][0] < 0.005
+    assert test[-1] == pytest.approx(0.377, abs=5e-4) and xs[-1] == 128
+
+
+def test_epoch_wise_the_peak_model_gets_worse_as_it_memorizes(shipped):
+    def curves(width):
+        steps, test, _ = mean_curve(shipped[NOISY], x="steps", width=width)
+        _, train, _ = mean_curve(shipped[NOISY], x="steps", y="train_error", width=width)
+        return steps, test, train
+
+    steps, test, train = curves(52)
     best = int(np.argmin(test))
-    assert steps[best] < 1000  # best after a few hundred steps ...
-    assert test[-1] > test[best] + 0.03  # ... then memorizing the noise makes it worse
-    for width in (64, 256):  # wide models interpolate within a few hundred steps
-        steps, train = mean_history(width, "train_error")
-        assert steps[np.flatnonzero(train <= 0.01)[0]] <= 500
+    assert steps[best] == 1000
+    assert (test[best], train[best]) == pytest.approx((0.513, 0.373), abs=5e-4)
+    assert (test[-1], train[-1]) == pytest.approx((0.603, 0.013), abs=5e-4)
+    assert np.all(np.diff(train) < 0)  # it keeps fitting (noisy) labels all along
+    # The sweet-spot model cannot memorize: its test error only ever falls.
+    _, test, _ = curves(12)
+    assert np.all(np.diff(test) < 0)
+    # The wide model interpolates by step 1000 and still improves a little afterwards.
+    steps, test, train = curves(256)
+    n_wrong = 3 * 4000 * train  # mean over the 3 seeds of 4000 labels each
+    assert n_wrong[steps == 1000][0] == pytest.approx(2)
+    assert steps[np.flatnonzero(train == 0)[0]] == 2000
+    assert test[steps == 1000][0] == pytest.approx(0.473, abs=5e-4)
+    assert steps[np.argmin(test)] == 4000 and test.min() == pytest.approx(0.454, abs=5e-4)
+
+
+def test_sample_wise_the_learning_curve_stalls_at_the_threshold(shipped):
+    def curves(width):
+        ns, test, _ = mean_curve(shipped[SAMPLES], x="n_train", final=True, width=width)
+        _, train, _ = mean_curve(
+            shipped[SAMPLES], x="n_train", y="train_error", final=True, width=width
+        )
+        return ns, test, train
+
+    ns, test, train = curves(48)
+    assert ns.tolist() == [1000, 2000, 3000, 3500, 4000, 5000, 6000, 8000]
+    err = dict(zip(ns.tolist(), test, strict=True))
+    gains = [err[a] - err[b] for a, b in [(1000, 2000), (2000, 3000), (3000, 4000), (4000, 5000)]]
+    np.testing.assert_allclose(gains, [0.058, 0.033, 0.007, 0.051], atol=5e-4)
+    # The stall is where the training error leaves zero ...
+    assert np.all(train[ns <= 3000] == 0) and train[ns == 4000][0] > 0.01
+    # ... and it is a stall, not a reversal: more data never hurts in this sweep.
+    assert np.all(np.diff(test) < 0)
+    ns, test, train = curves(40)
+    assert np.all(np.diff(test) < 0)
+    assert train[ns == 2000][0] == 0 and train[ns == 3000][0] > 0.01  # threshold 2000..3000
+    # Through its own threshold (n <= 4000) w = 40 keeps gaining > 4x w = 48's stall rate.
+    slope40 = -np.diff(test) / np.diff(ns) * 1000
+    assert slope40[ns[1:] <= 4000].min() > 4 * gains[2]
+
+
+def test_shipped_sweeps_are_the_experiments_the_page_describes():
+    noisy, clean, samples = (shipped_config(name) for name in SHIPPED)
+    for config in (noisy, clean, samples):
+        assert config["dataset"]["name"] == "mnist1d" and config["dataset"]["seed"] == 42
+        assert config["grid"]["depth"] == 2  # greydanus's 40 -> w -> w -> 10
+        assert config["training"] == {
+            "lr": 0.002,
+            "weight_decay": 0.0,
+            "optimizer": "adamw",
+            "batch_size": 100,
+            "activation": "relu",
+        }
+        assert max(config["grid"]["steps"]) == 12000 and len(config["grid"]["seeds"]) == 3
+    assert 12000 * 100 / 4000 == 300  # epochs of the model-wise sweeps
+    assert noisy["dataset"]["label_noise"] == samples["dataset"]["label_noise"] == 0.15
+    assert clean["dataset"]["label_noise"] == 0.0
+    widths = noisy["grid"]["widths"]
+    assert len(widths) == 20 and widths[:16] == list(range(4, 65, 4)) and widths[-1] == 256
+    assert len(clean["grid"]["widths"]) == 11 and set(clean["grid"]["widths"]) <= set(widths)
+    assert noisy["grid"]["steps"] == [50, 100, 200, 500, 1000, 2000, 4000, 8000, 12000]
+    # The engine's batching: 48 models of width <= 64 in one ensemble, 80..128, then 256.
+    groups = plan_groups(SweepGrid(**noisy["grid"]), 0.002, 0.0)
+    assert [len(g) for g in groups] == [48, 9, 3]
+    assert {p["width"] for p in groups[1]} == {80, 96, 128}
+    # Sample-wise: widths 40 and 48 on the first n of 8000 examples.
+    assert samples["dataset"]["n_train"] == 8000 and samples["grid"]["widths"] == [40, 48]
+    assert [mlp_param_count(40, w, 2, 10) for w in (40, 48, 52)] == [3690, 4810, 5418]

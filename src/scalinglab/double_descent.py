@@ -1,10 +1,10 @@
 r"""Model-wise, sample-wise and epoch-wise double descent of small MLPs.
 
-Helpers to *predict* where the peak of a double-descent curve sits and to *find* it in a
-sweep.
+Helpers to *predict* where the peak of a double-descent curve sits, to *find* it in a
+sweep, and to load or re-run the sweeps chapter 6 ships. The training itself is the
+course's engine (:func:`scalinglab.sweep.run_sweep`): nothing here trains a model.
 
-Where to look. A one- or two-hidden-layer ReLU MLP ``in_dim -> [width] * depth ->
-out_dim`` has
+Where to look. A ReLU MLP ``in_dim -> [width] * depth -> out_dim`` has
 
 .. math::
 
@@ -21,24 +21,24 @@ inverts :math:`N(w) = n` in closed form. For greydanus/mnist1d's published sweep
 (:math:`N = 4663`).
 
 What to read off a sweep. :func:`interpolation_threshold` is the first model size whose
-training error reaches (almost) zero; :func:`locate_peak` is the maximum of the test error
-to the right of the classical sweet spot (the first local minimum of the test curve).
+training error reaches (almost) zero; :func:`sweet_spot` is the first local minimum of the
+test curve (the bottom of the classical U) and :func:`locate_peak` the maximum of the test
+error to its right.
 
-Running the sweeps. :func:`run_width_sweep` trains one full-batch Adam MLP per
-``(width, n_train, seed)`` on MNIST-1D with label noise and returns flat records (the
-training engine's schema plus a ``history`` of test errors for epoch-wise double descent).
-``python -m scalinglab.double_descent CONFIG.json OUT.jsonl`` regenerates the records the
-chapter ships in ``scalinglab/records/``.
+The shipped sweeps. ``scalinglab/records/<name>.config.json`` is a config of the engine's
+command line (:mod:`scalinglab.sweep_cli`) and ``<name>.jsonl`` the records it wrote, one per
+model per logged step (the engine's tidy format, so epoch-wise curves are in there too).
+:func:`load_records` reads them, :func:`regenerate_command` says how to rebuild them and
+:func:`rerun_shipped` retrains any slice of a shipped grid with the same data and
+hyperparameters (how the chapter checks, live, that the records are what the code produces).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Iterable, Sequence
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
@@ -50,8 +50,10 @@ __all__ = [
     "locate_peak",
     "mean_curve",
     "mlp_param_count",
-    "mnist1d_with_label_noise",
-    "run_width_sweep",
+    "regenerate_command",
+    "rerun_shipped",
+    "shipped_config",
+    "sweet_spot",
     "width_for_param_count",
 ]
 
@@ -79,8 +81,9 @@ def mean_curve(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Average ``y`` over seeds at every value of ``x``, for records matching ``where``.
 
-    ``where`` filters on exact field values, e.g. ``label_noise=0.15``. Returns the sorted
-    unique ``x`` values, the mean of ``y`` and its standard error (0 for a single seed).
+    ``where`` filters on exact field values, e.g. ``final=True`` (the end of training) or
+    ``width=48`` with ``x="steps"`` (a training curve). Returns the sorted unique ``x``
+    values, the mean of ``y`` and its standard error (0 for a single seed).
     """
     rows = [r for r in records if all(r.get(k) == v for k, v in where.items())]
     if not rows:
@@ -94,200 +97,122 @@ def mean_curve(
     return xs, mean, sem
 
 
+def _check_sorted(xs: Sequence[float]) -> np.ndarray:
+    xs = np.asarray(xs)
+    if np.any(np.diff(xs) <= 0):
+        raise ValueError("xs must be strictly increasing")
+    return xs
+
+
 def interpolation_threshold(xs: Sequence[float], train_error: Sequence[float], tol: float = 0.0):
     """Smallest ``x`` (model size) whose training error is ``<= tol``.
 
     ``xs`` must be sorted increasingly. Returns ``None`` when no model interpolates.
     """
-    xs, train_error = np.asarray(xs), np.asarray(train_error, dtype=float)
-    if np.any(np.diff(xs) <= 0):
-        raise ValueError("xs must be strictly increasing")
+    xs, train_error = _check_sorted(xs), np.asarray(train_error, dtype=float)
     hits = np.flatnonzero(train_error <= tol)
     return None if len(hits) == 0 else xs[hits[0]].item()
+
+
+def sweet_spot(xs: Sequence[float], test_error: Sequence[float]):
+    """The classical sweet spot: ``x`` of the first local minimum of the test error.
+
+    Walks down the under-parameterized side of the U from the smallest model while the
+    error keeps falling. ``xs`` must be sorted increasingly.
+    """
+    xs, ys = _check_sorted(xs), np.asarray(test_error, dtype=float)
+    start = 0
+    while start + 1 < len(ys) and ys[start + 1] < ys[start]:
+        start += 1
+    return xs[start].item()
 
 
 def locate_peak(xs: Sequence[float], test_error: Sequence[float]):
     """Location of the double-descent peak: the test-error maximum after the sweet spot.
 
     Small models have a large test error too, so the global maximum is not the peak. We
-    first walk down the classical U to its first local minimum (the sweet spot) and
+    first walk down the classical U to its first local minimum (:func:`sweet_spot`) and
     return the ``x`` of the largest test error to its right.
     """
-    xs, ys = np.asarray(xs), np.asarray(test_error, dtype=float)
-    if np.any(np.diff(xs) <= 0):
-        raise ValueError("xs must be strictly increasing")
-    start = 0
-    while start + 1 < len(ys) and ys[start + 1] < ys[start]:
-        start += 1
+    xs, ys = _check_sorted(xs), np.asarray(test_error, dtype=float)
+    start = int(np.flatnonzero(xs == sweet_spot(xs, ys))[0])
     return xs[start + int(np.argmax(ys[start:]))].item()
 
 
-def mnist1d_with_label_noise(
-    n_train: int, n_test: int = 1000, label_noise: float = 0.0, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """MNIST-1D from its generator (never downloaded), with noisy training labels.
-
-    A fraction ``label_noise`` of training examples gets a label drawn uniformly from the
-    10 classes (so about 10% of those keep their label, as in greydanus/mnist1d's double
-    descent notebook). Test labels stay clean. Returns ``x_train, y_train, x_test,
-    y_test`` and ``flipped`` (bool mask of the relabelled examples).
-    """
-    import mnist1d
-
-    args = mnist1d.data.get_dataset_args()
-    args.num_samples = n_train + n_test
-    args.train_split = n_train / (n_train + n_test)
-    args.seed = seed
-    data = mnist1d.data.make_dataset(args)
-    rng = np.random.default_rng(seed + 12345)
-    y_train = np.array(data["y"][:n_train])
-    flipped = rng.random(n_train) < label_noise
-    y_train[flipped] = rng.integers(0, 10, int(flipped.sum()))
-    return dict(
-        x_train=np.asarray(data["x"][:n_train], np.float32),
-        y_train=y_train,
-        x_test=np.asarray(data["x_test"][:n_test], np.float32),
-        y_test=np.asarray(data["y_test"][:n_test]),
-        flipped=flipped,
-    )
-
-
-def run_width_sweep(
-    widths: Sequence[int],
-    n_trains: Sequence[int],
-    label_noise: float,
-    seeds: Sequence[int] = (0,),
-    depth: int = 1,
-    steps: int = 3000,
-    lr: float = 3e-3,
-    log_every: int = 100,
-    n_test: int = 1000,
-    experiment: str = "",
-    progress: bool = True,
-) -> list[dict]:
-    """Train one full-batch Adam MLP per ``(n_train, seed, width)``; return flat records.
-
-    Each record holds the engine's fields (``model, width, depth, n_params, n_train,
-    seed, steps, flops, train_loss, test_loss, train_error, test_error``) plus
-    ``label_noise``, ``experiment`` (a free label such as ``"model-wise"``) and
-    ``history`` (``step``, ``train_error``, ``test_error`` every ``log_every`` steps) for
-    epoch-wise double descent. ``flops`` counts
-    :math:`6 N n` per full-batch step. Deterministic: data, labels and initial weights
-    are functions of the seed; one CPU thread.
-    """
-    import torch
-
-    # Tiny models: one thread avoids oversubscribing the cores (restored afterwards).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _sweep(
-            widths,
-            n_trains,
-            label_noise,
-            seeds,
-            depth,
-            steps,
-            lr,
-            log_every,
-            n_test,
-            experiment,
-            progress,
-        )
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _sweep(
-    widths, n_trains, label_noise, seeds, depth, steps, lr, log_every, n_test, experiment, progress
-) -> list[dict]:
-    """Body of :func:`run_width_sweep`."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from scalinglab.models.mlp import MLP
-    from scalinglab.seeding import seed_everything
-
-    jobs = [(n, s, w) for n in n_trains for s in seeds for w in widths]
-    records = []
-    cache: dict[tuple[int, int], dict] = {}
-    for n_train, seed, width in tqdm(jobs, disable=not progress, desc="MLP sweep"):
-        if (n_train, seed) not in cache:
-            cache[(n_train, seed)] = mnist1d_with_label_noise(n_train, n_test, label_noise, seed)
-        data = cache[(n_train, seed)]
-        x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"]).long()
-        xt, yt = torch.from_numpy(data["x_test"]), torch.from_numpy(data["y_test"]).long()
-        seed_everything(seed)
-        model = MLP(x.shape[1], width, depth, 10, seed=seed)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        history = dict(step=[], train_error=[], test_error=[])
-
-        def evaluate(model=model, x=x, y=y, xt=xt, yt=yt):
-            with torch.no_grad():
-                out, out_t = model(x), model(xt)
-                return (
-                    torch.nn.functional.cross_entropy(out, y).item(),
-                    torch.nn.functional.cross_entropy(out_t, yt).item(),
-                    (out.argmax(1) != y).float().mean().item(),
-                    (out_t.argmax(1) != yt).float().mean().item(),
-                )
-
-        for step in range(1, steps + 1):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if step % log_every == 0 or step == steps:
-                _, _, train_err, test_err = evaluate()
-                history["step"].append(step)
-                history["train_error"].append(train_err)
-                history["test_error"].append(test_err)
-        train_loss, test_loss, train_err, test_err = evaluate()
-        records.append(
-            dict(
-                model="mlp",
-                width=int(width),
-                depth=int(depth),
-                n_params=model.n_params,
-                n_train=int(n_train),
-                seed=int(seed),
-                steps=int(steps),
-                flops=float(6 * model.n_params * n_train * steps),
-                label_noise=float(label_noise),
-                experiment=experiment,
-                train_loss=train_loss,
-                test_loss=test_loss,
-                train_error=train_err,
-                test_error=test_err,
-                history=history,
-            )
-        )
-    return records
+def _records_file(name: str, suffix: str):
+    return resources.files("scalinglab").joinpath("records", f"{name}{suffix}")
 
 
 def load_records(name: str) -> list[dict]:
     """Records shipped with the package: ``scalinglab/records/<name>.jsonl``."""
-    path = resources.files("scalinglab").joinpath("records", f"{name}.jsonl")
-    with path.open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+    from scalinglab.sweep_cli import load_records as read_jsonl
+
+    with resources.as_file(_records_file(name, ".jsonl")) as path:
+        return read_jsonl(path)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Regenerate a shipped sweep: ``python -m scalinglab.double_descent CONFIG OUT``.
+def shipped_config(name: str) -> dict:
+    """The sweep config (engine command-line format) of ``scalinglab/records/<name>.jsonl``."""
+    return json.loads(_records_file(name, ".config.json").read_text())
 
-    ``CONFIG`` is a JSON object with a ``runs`` list; each run holds keyword arguments of
-    :func:`run_width_sweep`. Records of all runs are written to ``OUT`` as JSON lines.
+
+def regenerate_command(name: str) -> str:
+    """The shell command that rebuilds a shipped records file from its config.
+
+    Run it from the repository root. One thread avoids oversubscribing a shared CPU: the
+    models are small and PyTorch's spinning worker threads would only wait for each other.
     """
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("config", type=Path)
-    parser.add_argument("out", type=Path)
-    args = parser.parse_args(argv)
-    config = json.loads(args.config.read_text())
-    with args.out.open("w") as f:
-        for run in config["runs"]:
-            for record in run_width_sweep(**run):
-                f.write(json.dumps(record) + "\n")
+    folder = "src/scalinglab/records"
+    return (
+        f"OMP_NUM_THREADS=1 scalinglab sweep {folder}/{name}.config.json "
+        f"--out {folder}/{name}.jsonl"
+    )
 
 
-if __name__ == "__main__":
-    main()
+def rerun_shipped(
+    name: str,
+    widths: Sequence[int] | None = None,
+    seeds: Sequence[int] | None = None,
+    n_train: Sequence[int] | None = None,
+    steps: int | Sequence[int] | None = None,
+    num_threads: int | None = 1,
+    device=None,
+    progress: bool = False,
+) -> list[dict]:
+    """Retrain a slice of a shipped sweep with the engine: same data, model and optimizer.
+
+    Any of ``widths, seeds, n_train, steps`` left ``None`` keeps the shipped grid's value.
+    Returns the engine's records (:func:`scalinglab.sweep.run_sweep`). A retrained model
+    equals its shipped twin up to float rounding: the engine pads every member of an
+    ensemble to the widest one, so a different slice sums the same numbers in a different
+    order, and Adam slowly amplifies such one-ulp differences.
+
+    ``num_threads`` temporarily sets PyTorch's CPU threads (restored afterwards); ``None``
+    leaves them alone.
+    """
+    import torch
+
+    from scalinglab.sweep import SweepGrid, run_sweep
+    from scalinglab.sweep_cli import load_dataset
+
+    config = shipped_config(name)
+    grid = dict(config["grid"])
+    for key, value in (("widths", widths), ("seeds", seeds), ("n_train", n_train)):
+        if value is not None:
+            grid[key] = list(value)
+    if steps is not None:
+        grid["steps"] = steps
+    threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        return run_sweep(
+            SweepGrid(**grid),
+            load_dataset(config["dataset"]),
+            task=config.get("task", "classification"),
+            device=device,
+            progress=progress,
+            **config.get("training", {}),
+        )
+    finally:
+        torch.set_num_threads(threads)
