@@ -11,8 +11,8 @@ import json
 
 import nbformat
 import pytest
-from conftest import assignments
 
+from conftest import assignments
 from scalinglab.grading import (
     autograde,
     find_leaks,

@@ -7,8 +7,8 @@ import json
 import sqlite3
 
 import pytest
-from conftest import assert_mistakes_cost
 
+from conftest import assert_mistakes_cost
 from scalinglab.grading import (
     autograde,
     check_notebook,

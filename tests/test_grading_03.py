@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from conftest import assert_mistakes_cost
 
+from conftest import assert_mistakes_cost
 from scalinglab.grading import (
     autograde,
     check_notebook,

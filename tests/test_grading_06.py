@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scalinglab.grading import autograde, source_notebook_path, with_solution_replaced
+from conftest import assert_mistakes_cost
 
 A = "06-double-descent"
 
@@ -40,25 +40,21 @@ INDEX_NOT_VALUE = """def interpolation_threshold(ps, train_mse, tol=1e-10):
 
 @pytest.mark.slow
 def test_min_norm_and_parameter_count_mistakes_lose_exactly_their_points(course, tmp_path):
-    wrong = with_solution_replaced(
-        source_notebook_path(A, course),
+    assert_mistakes_cost(
+        course,
+        tmp_path,
+        A,
         {"min_norm": NORMAL_EQUATIONS, "params": NO_BIASES},
-        tmp_path / "wrong.ipynb",
+        {"test_min_norm": 2, "test_params": 3},
     )
-    report = autograde(wrong, A, course)
-    assert report.error is None, report.summary()
-    assert report.lost() == ["test_min_norm", "test_params"]
-    assert report.score == report.max_score - 2 - 3
 
 
 @pytest.mark.slow
 def test_ridge_and_threshold_mistakes_lose_exactly_their_points(course, tmp_path):
-    wrong = with_solution_replaced(
-        source_notebook_path(A, course),
+    assert_mistakes_cost(
+        course,
+        tmp_path,
+        A,
         {"ridge": LAMBDA_EVERYWHERE, "threshold": INDEX_NOT_VALUE},
-        tmp_path / "wrong.ipynb",
+        {"test_ridge": 3, "test_threshold": 2},
     )
-    report = autograde(wrong, A, course)
-    assert report.error is None, report.summary()
-    assert report.lost() == ["test_ridge", "test_threshold"]
-    assert report.score == report.max_score - 3 - 2

@@ -61,6 +61,29 @@ def test_records_are_tidy_and_match_single_model_training(data):
         assert r[key] == pytest.approx(ref[key][-1], rel=1e-4, abs=1e-6)
 
 
+def test_sgd_with_momentum_reaches_the_ensemble(data):
+    """``momentum`` travels from run_sweep (and so from a CLI config) to the optimizer: a
+    swept model equals the same model trained alone with momentum SGD."""
+    grid = SweepGrid(widths=[8], n_train=[200], steps=[20], seeds=[2])
+    kwargs = dict(lr=0.05, optimizer="sgd", batch_size=20, device="cpu", progress=False)
+    heavy = final_records(run_sweep(grid, data, momentum=0.9, **kwargs))[0]
+    plain = final_records(run_sweep(grid, data, momentum=0.0, **kwargs))[0]
+    assert heavy["train_loss"] != pytest.approx(plain["train_loss"], rel=1e-3)
+    ref = train_classifier(
+        MLP(5, 8, 1, 4, seed=2),
+        data,
+        steps=20,
+        lr=0.05,
+        optimizer="sgd",
+        momentum=0.9,
+        batch_size=20,
+        log_every=None,
+        seed=2,
+        device="cpu",
+    )
+    assert heavy["train_loss"] == pytest.approx(ref["train_loss"][-1], rel=1e-4, abs=1e-6)
+
+
 def test_full_batch_records_and_hyperparameter_axes(data):
     grid = SweepGrid(
         widths=[4], n_train=[100], steps=5, seeds=[0], lrs=[1e-3, 1e-2], weight_decays=[0, 0.1]

@@ -198,6 +198,7 @@ def iter_sweep(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     optimizer: str = "adamw",
+    momentum: float = 0.0,
     batch_size: int | None = None,
     log_every: int | None = None,
     activation: str = "relu",
@@ -245,6 +246,7 @@ def iter_sweep(
             lr=[p["lr"] for p in group],
             weight_decay=[p["weight_decay"] for p in group],
             optimizer=optimizer,
+            momentum=momentum,
             batch_size=batch_size,
             log_every=log_every,
             log_at=grid.steps,
@@ -286,6 +288,7 @@ def run_sweep(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     optimizer: str = "adamw",
+    momentum: float = 0.0,
     batch_size: int | None = None,
     log_every: int | None = None,
     activation: str = "relu",
@@ -299,7 +302,8 @@ def run_sweep(
     ``dataset`` is a dict ``x_train, y_train, x_test, y_test`` (e.g. from
     :func:`scalinglab.data.mnist1d.make_mnist1d`); ``task`` is ``"classification"`` (integer
     labels, cross-entropy) or ``"regression"`` (MSE). ``lr`` / ``weight_decay`` apply unless
-    the grid has ``lrs`` / ``weight_decays`` axes. ``batch_size=None`` is full-batch training;
+    the grid has ``lrs`` / ``weight_decays`` axes; ``optimizer`` is ``"adamw"`` or ``"sgd"``
+    (with ``momentum``, e.g. 0.9 as in greydanus's MNIST-1D sweeps). ``batch_size=None`` is full-batch training;
     ``log_every`` adds logged steps to those of ``grid.steps``. ``device=None`` picks the best
     available (:func:`scalinglab.device.get_device`). See the module docstring for the
     record keys.
@@ -312,6 +316,7 @@ def run_sweep(
             lr=lr,
             weight_decay=weight_decay,
             optimizer=optimizer,
+            momentum=momentum,
             batch_size=batch_size,
             log_every=log_every,
             activation=activation,
