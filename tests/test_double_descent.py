@@ -112,6 +112,7 @@ def test_regenerate_command_is_a_valid_sweep_command_for_the_shipped_config(name
     assert args.command == "sweep"
     assert args.config == f"src/scalinglab/records/{name}.config.json"
     assert args.out == f"src/scalinglab/records/{name}.jsonl"
+    assert args.device == "cpu"  # the records are CPU float32 numbers
     assert name in shipped_config(name)["description"]  # the config says how to rebuild it
 
 

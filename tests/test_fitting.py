@@ -205,6 +205,7 @@ def test_tokens_per_parameter_near_chinchilla_compute():
     assert 50e9 < n_epoch < 100e9
     n_h, d_h = compute_optimal(C, HOFFMANN_2022)
     assert 80 < d_h / n_h < 100
+    assert 4.5 < (d_h / n_h) / (d_epoch / n_epoch) < 5.5  # "a factor of five" (chapter 4)
 
 
 def test_kaplan_constants():

@@ -176,7 +176,7 @@ class MLPEnsemble(nn.Module):
 
 def _per_model(value, n: int, name: str) -> torch.Tensor:
     """A scalar or one value per member as a float64 vector of length ``n``."""
-    t = torch.as_tensor(value, dtype=torch.float64).flatten()
+    t = torch.as_tensor(value, dtype=torch.float64, device="cpu").flatten()
     if t.numel() == 1:
         t = t.expand(n).clone()
     if t.numel() != n:
@@ -212,12 +212,15 @@ class StackedAdamW:
     ) -> None:
         self.params = list(params)
         n = self.params[0].shape[0]
-        lr = _per_model(lr, n, "lr").to(self.params[0].device)
-        weight_decay = _per_model(weight_decay, n, "weight_decay").to(lr.device)
+        # Hyperparameters stay float64 on the CPU, like Python floats (and because MPS has no
+        # float64); only their float32 roundings travel to the parameters' device.
+        self.device = self.params[0].device
+        lr = _per_model(lr, n, "lr")
+        weight_decay = _per_model(weight_decay, n, "weight_decay")
         if (lr <= 0).any() or (weight_decay < 0).any():
             raise ValueError("lr must be > 0 and weight_decay >= 0")
-        self.lr, self.weight_decay = lr, weight_decay  # float64, like Python floats
-        decay = (1 - lr * weight_decay).float()
+        self.lr, self.weight_decay = lr, weight_decay
+        decay = (1 - lr * weight_decay).float().to(self.device)
         self._decay = [decay.view(_broadcast_shape(p)) for p in self.params]
         self.betas, self.eps, self.t = betas, eps, 0
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
@@ -242,7 +245,7 @@ class StackedAdamW:
         torch._foreach_add_(denom, self.eps)
         # As torch.optim.AdamW: step size lr / (1 - beta1^t) in double precision, rounded
         # once to float32, times m / denom (the order matters for matching it bit-closely).
-        step = (self.lr / bc1).float()
+        step = (self.lr / bc1).float().to(self.device)
         update = torch._foreach_div(self.exp_avg, denom)
         torch._foreach_mul_(update, [step.view(_broadcast_shape(p)) for p in self.params])
         torch._foreach_sub_(self.params, update)
@@ -263,14 +266,15 @@ class StackedSGD:
     def __init__(self, params, lr, weight_decay=0.0, momentum: float = 0.0) -> None:
         self.params = list(params)
         n = self.params[0].shape[0]
-        lr = _per_model(lr, n, "lr").to(self.params[0].device)
-        weight_decay = _per_model(weight_decay, n, "weight_decay").to(lr.device)
+        lr = _per_model(lr, n, "lr")  # float64 on the CPU, as in StackedAdamW
+        weight_decay = _per_model(weight_decay, n, "weight_decay")
         if (lr <= 0).any() or (weight_decay < 0).any():
             raise ValueError("lr must be > 0 and weight_decay >= 0")
         self.lr, self.weight_decay = lr, weight_decay
         # float32 copies: torch.optim.SGD rounds its Python-float hyperparameters the same way
-        self._lr = [lr.float().view(_broadcast_shape(p)) for p in self.params]
-        self._wd = [weight_decay.float().view(_broadcast_shape(p)) for p in self.params]
+        device = self.params[0].device
+        self._lr = [lr.float().to(device).view(_broadcast_shape(p)) for p in self.params]
+        self._wd = [weight_decay.float().to(device).view(_broadcast_shape(p)) for p in self.params]
         self.momentum = momentum
         self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
 

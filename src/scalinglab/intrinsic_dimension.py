@@ -15,9 +15,10 @@ and second neighbours and :math:`\mu = r_2 / r_1`. Under the local Poisson model
 so :math:`-\log(1 - F(\mu)) = d \log \mu` is a straight line through the origin with slope
 :math:`d`. Sort the :math:`N` ratios, set :math:`F_\text{emp}(\mu_{(i)}) = i/N`, drop the
 largest fraction (10 % in the paper: the tail is where curvature and noise bite) and fit
-the slope by least squares through the origin. The maximum-likelihood alternative is
-closed form: :math:`\log \mu \sim \text{Exponential}(d)`, so
-:math:`\hat d = (N - 1) / \sum_i \log \mu_i` (unbiased).
+the slope by least squares through the origin. The likelihood gives a closed form too:
+:math:`\log \mu \sim \text{Exponential}(d)`, whose maximum-likelihood estimate is
+:math:`N / \sum_i \log \mu_i`; we use its unbiased version
+:math:`\hat d = (N - 1) / \sum_i \log \mu_i`.
 
 **Levina--Bickel MLE** (Levina & Bickel 2004). With :math:`T_j(x)` the distance from
 :math:`x` to its :math:`j`-th neighbour, the log-likelihood of the Poisson process inside

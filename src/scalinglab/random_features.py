@@ -73,7 +73,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RandomFeatures:
-    r"""A fixed random first layer :math:`x \mapsto \sigma(W x / \sqrt{d} + b)`.
+    r"""A fixed random first layer: :math:`x \mapsto \max(0, W x / \sqrt{d})` (``"relu"``, no
+    bias) or :math:`x \mapsto \sqrt{2} \cos(W x / \sqrt{d} + b)` with random phases :math:`b`
+    (``"cos"``).
 
     Features are *nested*: the model with ``p`` features uses the first ``p`` rows of one
     weight matrix drawn for ``max_features``. Sweeping ``p`` then adds features one at a
