@@ -52,7 +52,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from scalinglab.device import autocast, get_device
+from scalinglab.device import autocast
 from scalinglab.models.mlp import (
     INITS,
     MLP,
@@ -66,7 +66,7 @@ from scalinglab.training import (
     BatchSchedule,
     logged_steps,
     loss_and_error,
-    split_arrays,
+    prepare,
     take,
 )
 
@@ -356,12 +356,8 @@ def train_ensemble(
         )
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}")
-    device = get_device() if device is None else torch.device(device)
+    device, (x_tr, y_tr, x_te, y_te), y_var = prepare(data, task, device)
     ensemble.to(device)
-    x_tr, y_tr, x_te, y_te = split_arrays(data, device, task)
-    y_var = None
-    if task == "regression":
-        y_var = [y.var(dim=0, unbiased=False) for y in (y_tr, y_te)]
     params = list(ensemble.parameters())
     if optimizer == "adamw":
         opt = StackedAdamW(params, lr, weight_decay)

@@ -198,6 +198,19 @@ def split_arrays(data: Mapping, device: torch.device, task: str):
     return xs[0], ys[0], xs[1], ys[1]
 
 
+def prepare(data: Mapping, task: str, device) -> tuple[torch.device, tuple, list | None]:
+    """Common set-up of single-model and ensemble training: the device (``None`` picks the
+    best available), the four split tensors on it, and -- for regression -- the variance of
+    the train and test targets (the denominators of the "error", the fraction of variance
+    unexplained)."""
+    device = get_device() if device is None else torch.device(device)
+    splits = split_arrays(data, device, task)
+    y_var = None
+    if task == "regression":
+        y_var = [y.var(dim=0, unbiased=False) for y in (splits[1], splits[3])]
+    return device, splits, y_var
+
+
 def fit(
     model: nn.Module,
     data: Mapping,
@@ -217,12 +230,8 @@ def fit(
     """Train ``model`` in place and return its history (see :func:`train_classifier`)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
-    device = get_device() if device is None else torch.device(device)
+    device, (x_tr, y_tr, x_te, y_te), y_var = prepare(data, task, device)
     model.to(device)
-    x_tr, y_tr, x_te, y_te = split_arrays(data, device, task)
-    y_var = None
-    if task == "regression":
-        y_var = [y.var(dim=0, unbiased=False) for y in (y_tr, y_te)]
     opt = make_optimizer(model.parameters(), optimizer, lr, weight_decay, momentum)
     schedule = BatchSchedule(len(x_tr), batch_size, seed)
     log = logged_steps(steps, log_every, log_at)
