@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
+# Pages draw their figures with Jupyter's inline backend; a global MPLBACKEND (say Agg)
+# would silently drop every figure from the book.
+book: export MPLBACKEND = module://matplotlib_inline.backend_inline
 book: $(VENV)/.installed
 	$(BIN)/jupyter-book build . -W --keep-going
 
