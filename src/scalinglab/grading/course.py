@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from traitlets.config import Config
@@ -44,13 +45,19 @@ class Course:
         """``nbgrader_config.py`` loaded as a traitlets :class:`Config`."""
         return PyFileConfigLoader(CONFIG_FILE, path=str(self.root)).load_config()
 
+    @cached_property
+    def _folders(self) -> tuple[str, str]:
+        """Source and release folder names, read from the config file once per Course."""
+        course_directory = self.config().CourseDirectory
+        return course_directory.source_directory, course_directory.release_directory
+
     @property
     def source_dir(self) -> Path:
-        return self.root / self.config().CourseDirectory.source_directory
+        return self.root / self._folders[0]
 
     @property
     def release_dir(self) -> Path:
-        return self.root / self.config().CourseDirectory.release_directory
+        return self.root / self._folders[1]
 
     def assignments(self) -> list[str]:
         """Every assignment: the sub-folders of the source directory, sorted."""
