@@ -113,28 +113,37 @@ def _namespace_args() -> list[str]:
 def readable_paths(secret: list[Path]) -> list[Path]:
     """Folders of the Python environment the sandbox needs, read-only.
 
-    The interpreter's prefixes, the folder ``scalinglab`` is imported from, and the other
-    ``sys.path`` folders -- except any folder that holds one of the ``secret`` paths (the
-    course, its solutions, the gradebook): those are never bound.
+    The interpreter's prefixes (a virtual environment may live inside the course folder)
+    and the folder ``scalinglab`` is imported from are always bound, unless one of them
+    holds a ``secret`` path (the course, its solutions, the gradebook). Other ``sys.path``
+    folders are bound only if they neither hold nor lie inside a secret path, so a test
+    runner's ``tests/`` folder, say, stays out.
     """
     import scalinglab
 
-    candidates = [
+    secret = [s.resolve() for s in secret]
+
+    def holds_secret(path: Path) -> bool:
+        return any(s == path or path in s.parents for s in secret)
+
+    def inside_secret(path: Path) -> bool:
+        return any(s in path.parents for s in secret)
+
+    needed = [
         Path(sys.prefix),
         Path(sys.base_prefix),
         Path(sys.exec_prefix),
         Path(sys.executable).resolve().parent.parent,
         Path(scalinglab.__file__).resolve().parent.parent,
-        *(Path(p) for p in sys.path if p),
     ]
-    secret = [s.resolve() for s in secret]
+    extra = [Path(p) for p in sys.path if p]
+    candidates = [(p.resolve(), True) for p in needed] + [(p.resolve(), False) for p in extra]
     chosen: list[Path] = []
-    for path in candidates:
-        path = path.resolve()
-        if not path.is_dir() or path == Path("/"):
+    for path, is_needed in candidates:
+        if not path.is_dir() or path == Path("/") or holds_secret(path):
             continue
-        if any(s == path or path in s.parents for s in secret):
-            continue  # binding it would expose the course
+        if not is_needed and inside_secret(path):
+            continue
         if any(path == c or c in path.parents for c in chosen):
             continue  # already inside a bound folder
         chosen = [c for c in chosen if path not in c.parents]  # keep the outermost

@@ -1,0 +1,418 @@
+"""A hostile class, graded: every submission gets exactly the points it earned.
+
+Each hostile submission below is chapter 1's exercise with some cells replaced. Its exploits
+are written so that *if they work, the submission earns points* (the softmax it returns is
+right only when the exploit succeeded, say). The expected score of each submission is
+therefore the proof that the exploit failed. The whole class is graded in one batch into a
+gradebook that already holds another student's marks; afterwards that row, ``solutions/``
+and the other submissions are unchanged, no process of the batch is left, and nothing is
+left in the temporary folder.
+
+These tests need the OS sandbox (bubblewrap): without it they are skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+
+import nbformat
+import psutil
+import pytest
+
+from conftest import NO_SANDBOX_REASON, SANDBOX
+from scalinglab.grading import (
+    GradeReport,
+    check_notebook,
+    grade_submissions,
+    source_notebook_path,
+    with_solution_replaced,
+)
+from scalinglab.grading.gradebook import record, register_assignment
+from scalinglab.grading.notebooks import nbgrader_meta
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SANDBOX, reason=f"needs the grading sandbox: {NO_SANDBOX_REASON}"),
+]
+
+A = "01-softmax-cross-entropy"
+MARKER = "4242.5"  # `sleep 4242.5`: processes a submission tries to leave behind
+
+# wrong answers for the parts after the cheats (the cheats are in the softmax cell)
+WRONG_REST = {
+    "cross_entropy": "def cross_entropy(z, y):\n    return 0.0",
+    "cross_entropy_grad": "def cross_entropy_grad(z, y):\n    return np.zeros(np.shape(z)).view(AlwaysEqual)",
+    "entropy": "def entropy(p):\n    return 0.0",
+    "entropy_rate": (
+        "def stationary_distribution(P):\n    return np.zeros(len(P))\n\n\n"
+        "def entropy_rate(P):\n    return 0.0"
+    ),
+}
+
+CHEATS = """
+import builtins, json, os
+import numpy as np
+import torch
+# 1. replace what the tests call
+np.allclose = np.isclose = lambda *a, **k: True
+np.all = lambda *a, **k: True
+builtins.all = builtins.isinstance = lambda *a, **k: True
+torch.softmax = lambda *a, **k: 0
+# 2. IPython: hide test cells and their errors, fake a full-marks output
+ip = get_ipython()
+ip.input_transformers_post.append(lambda lines: ["pass\\n"] if "assert" in "".join(lines) else lines)
+def _hide(result):
+    result.error_in_exec = None
+ip.events.register("post_run_cell", _hide)
+from IPython.display import display
+display({"text/plain": "10"}, raw=True)
+# 3. forge the grader's replies on every inherited descriptor
+for fd in range(3, 64):
+    for i in range(1, 200):
+        body = json.dumps({"id": i, "ok": True, "kind": "value", "value": 1.0}).encode()
+        try:
+            os.write(fd, len(body).to_bytes(8, "big") + body)
+        except OSError:
+            break
+# 4. a result that claims to equal anything
+class AlwaysEqual(np.ndarray):
+    def __eq__(self, other):
+        return np.ones(np.shape(self), dtype=bool)
+def softmax(z):
+    z = np.asarray(z, dtype=np.float64)
+    return np.zeros(z.shape).view(AlwaysEqual)
+"""
+
+SPY = """
+import os, sqlite3, subprocess
+found = []
+def _look(path):
+    try:
+        with open(path, "rb") as f:
+            data = f.read(2_000_000)
+    except Exception:
+        return
+    # a line of the hidden tests, or any gradebook
+    if b"default_rng(11)" in data or data.startswith(b"SQLite format"):
+        found.append(path)
+for path in [{solutions!r}, {gradebook!r}, {other!r}, "../../../gradebook.db", "../gradebook.db"]:
+    _look(path)
+for top in ["/", "/tmp", os.path.expanduser("~"), "..", "../..", "/work", "/root"]:
+    for root, dirs, files in os.walk(top):
+        if root.startswith(("/proc", "/sys", "/usr", "/dev")) or root.count("/") > 6:
+            dirs[:] = []
+            continue
+        for name in files:
+            if name.endswith((".db", ".ipynb", ".json", ".py")):
+                _look(os.path.join(root, name))
+for pid in os.listdir("/proc"):  # the grader's argv, environment and working folder
+    for what in ("cmdline", "environ"):
+        try:
+            text = open(f"/proc/{{pid}}/{{what}}", "rb").read()
+        except Exception:
+            continue
+        if {solutions!r}.encode() in text or {gradebook!r}.encode() in text:
+            found.append(f"/proc/{{pid}}/{{what}}")
+    try:
+        _look(os.path.join(os.readlink(f"/proc/{{pid}}/cwd"), "gradebook.db"))
+    except Exception:
+        pass
+if {solutions!r} in str(dict(os.environ)) or "SCALINGLAB_COURSE_ROOT" in os.environ:
+    found.append("environment")
+for target in [{solutions!r}, {gradebook!r}, {other!r}]:
+    if not os.path.exists(target):
+        continue  # writing would create a private file, not change the real one
+    try:
+        with open(target, "ab") as f:
+            f.write(b"x")
+        found.append("wrote " + target)
+    except Exception:
+        pass
+if os.path.exists({gradebook!r}):
+    try:
+        conn = sqlite3.connect({gradebook!r})
+        conn.execute("UPDATE grade SET auto_score = 0")
+        conn.execute("CREATE TRIGGER t AFTER INSERT ON grade BEGIN UPDATE grade SET auto_score = 0; END")
+        conn.commit()
+        found.append("gradebook changed")
+    except Exception:
+        pass
+import socket
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=2)
+    found.append("network")
+except OSError:
+    pass
+def softmax(z):
+    z = np.asarray(z, dtype=np.float64)
+    if not found:
+        return np.full(z.shape, 1.0 / z.shape[-1])
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+"""
+
+HOG = """
+import os, time
+exploits = []
+try:
+    block = bytearray(6 * 2**30)  # 6 GiB, over the 4 GiB address-space limit
+    exploits.append("memory")
+    del block
+except MemoryError:
+    pass
+try:
+    with open("big.bin", "wb") as f:
+        for _ in range(300):  # 300 MiB, over the 256 MiB file-size limit
+            f.write(bytes(2**20))
+    exploits.append("file size")
+except OSError:
+    pass
+finally:
+    if os.path.exists("big.bin"):
+        os.remove("big.bin")
+children = []
+try:
+    for _ in range(400):  # over the 256-process limit
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        children.append(pid)
+except OSError:
+    pass
+if len(children) >= 400:
+    exploits.append("processes")
+for pid in children:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+def softmax(z):
+    z = np.asarray(z, dtype=np.float64)
+    if not exploits:
+        return np.full(z.shape, 1.0 / z.shape[-1])
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+"""
+
+KILLER = """
+import ctypes, os, signal, subprocess
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+for pid in os.listdir("/proc"):  # kill everything in sight, the grader included
+    if pid.isdigit() and int(pid) != os.getpid():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+subprocess.Popen(["sleep", "{marker}"], start_new_session=True)  # holds stdout open
+if os.fork() == 0:  # a daemon: double fork, new session
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp("sleep", ["sleep", "{marker}"])
+    os._exit(0)
+ctypes.string_at(0)  # and crash
+"""
+
+STALL_CALL = """
+import signal
+def softmax(z):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ignore the interrupt
+    while True:
+        pass
+"""
+
+STALL_CELL = """
+import signal, subprocess, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+subprocess.Popen(["sleep", "{marker}"])
+time.sleep(10**6)
+"""
+
+NOISY = """
+import logging, sys, warnings
+warnings.warn("an honest warning", RuntimeWarning)
+logging.warning("an honest log line")
+print("to stderr", file=sys.stderr)
+sys.exit(3)  # an accidental exit() at the end of a cell
+"""
+
+
+def _solution_sources(course) -> dict[str, str]:
+    nb = nbformat.read(source_notebook_path(A, course), 4)
+    return {
+        nbgrader_meta(c)["grade_id"]: c.source for c in nb.cells if nbgrader_meta(c).get("solution")
+    }
+
+
+def _digest(folder) -> str:
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            h.update(str(path).encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def _rows(db) -> dict[str, list[tuple]]:
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert (
+            conn.execute("SELECT count(*) FROM sqlite_master WHERE type='trigger'").fetchone()[0]
+            == 0
+        )
+        rows = conn.execute(
+            "SELECT student.id, base_cell.name, grade.auto_score FROM grade "
+            "JOIN base_cell ON grade.cell_id = base_cell.id "
+            "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
+            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
+            "JOIN student ON submitted_assignment.student_id = student.id ORDER BY 1, 2"
+        ).fetchall()
+    out: dict[str, list[tuple]] = {}
+    for student, cell, score in rows:
+        out.setdefault(student, []).append((cell, score))
+    return out
+
+
+def _leftover_processes() -> list[str]:
+    left = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if MARKER in cmd:
+            left.append(f"{p.pid}: {cmd}")
+    return left
+
+
+def test_a_hostile_class_gets_exactly_what_it_earned(course, tmp_path, monkeypatch):
+    import tempfile
+
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+
+    source = source_notebook_path(A, course)
+    solutions = _solution_sources(course)
+    db = tmp_path / "gradebook.db"
+    register_assignment(course, A, db)
+    # another student, graded earlier, holds full marks
+    full = {"test_softmax": 2, "test_cross_entropy": 2, "test_cross_entropy_grad": 2}
+    full |= {"test_entropy": 1, "test_entropy_rate": 3}
+    record(GradeReport(A, "alice", {k: (v, v) for k, v in full.items()}), db)
+    alice_before = _rows(db)["alice"]
+
+    other = tmp_path / "zed.ipynb"  # the next student's submission, on disk
+    other.write_bytes(source.read_bytes())
+    other_before = other.read_bytes()
+    solutions_before = _digest(course.source_dir)
+    spy = SPY.format(
+        solutions=str(source), gradebook=str(db), other=str(other), course=str(course.root)
+    )
+
+    def replaced(name, replacements):
+        return with_solution_replaced(source, replacements, tmp_path / f"{name}.ipynb")
+
+    submissions = [
+        ("cheater", replaced("cheater", {"softmax": CHEATS, **WRONG_REST})),
+        ("spy", replaced("spy", {"softmax": spy})),
+        ("hog", replaced("hog", {"softmax": HOG})),
+        (
+            "killer",
+            replaced("killer", {"entropy": solutions["entropy"] + KILLER.format(marker=MARKER)}),
+        ),
+        ("staller", replaced("staller", {"softmax": STALL_CALL})),
+        ("noisy", replaced("noisy", {"entropy": solutions["entropy"] + NOISY})),
+        ("zed", other),
+    ]
+    started = time.monotonic()
+    reports = {
+        r.student: r
+        for r in grade_submissions(
+            A, submissions, gradebook=db, course=course, timeout=180, cell_timeout=30
+        )
+    }
+    elapsed = time.monotonic() - started
+
+    def score(student):
+        return reports[student].score, reports[student].summary()
+
+    # in-kernel tricks and a wrong answer earn nothing
+    assert score("cheater")[0] == 0, score("cheater")[1]
+    # nothing secret or writable was found, no resource limit was beaten: softmax stays wrong
+    assert reports["spy"].lost() == ["test_softmax"], score("spy")[1]
+    assert reports["hog"].lost() == ["test_softmax"], score("hog")[1]
+    # a crash in part 4 keeps parts 1-3, with one clear error line
+    assert score("killer")[0] == 6, score("killer")[1]
+    assert "died" in reports["killer"].error and "entropy" in reports["killer"].error
+    # an endless call that ignores the interrupt is stopped; later parts are not reached
+    assert score("staller")[0] == 0, score("staller")[1]
+    assert "timed out" in reports["staller"].error and "test_softmax" in reports["staller"].error
+    # warnings, logging, stderr and an accidental exit cost an honest student nothing
+    assert score("noisy")[0] == 10, score("noisy")[1]
+    # the batch went on to the last student, whose file nobody could touch
+    assert score("zed")[0] == 10, score("zed")[1]
+    assert other.read_bytes() == other_before
+
+    rows = _rows(db)
+    assert rows["alice"] == alice_before
+    assert _digest(course.source_dir) == solutions_before
+    assert {student: sum(s for _, s in rows[student]) for student in reports} == {
+        student: r.score for student, r in reports.items()
+    }
+    assert _leftover_processes() == []
+    assert list(private_tmp.iterdir()) == []
+    assert elapsed < 7 * 180  # each within its limit (most take seconds)
+
+
+def test_wall_clock_limit_holds_whatever_the_submission_does(course, tmp_path):
+    source = source_notebook_path(A, course)
+    solutions = _solution_sources(course)
+    stall = with_solution_replaced(
+        source,
+        {"entropy": solutions["entropy"] + STALL_CELL.format(marker=MARKER)},
+        tmp_path / "stall.ipynb",
+    )
+    limit = 45
+    started = time.monotonic()
+    (report,) = grade_submissions(
+        A, [("stall", stall)], gradebook=tmp_path / "gb.db", course=course,
+        timeout=limit, cell_timeout=1000,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert elapsed < limit + 15, elapsed  # the limit, the kill and the gradebook write
+    assert report.parts["test_softmax"] == (2.0, 2.0)  # parts before the stall keep points
+    assert report.parts["test_entropy"] == (0.0, 1.0)
+    assert "timed out" in report.error
+    assert _leftover_processes() == []
+
+
+def test_scores_are_clamped_to_the_parts_points(course, tmp_path):
+    db = tmp_path / "gradebook.db"
+    register_assignment(course, A, db)
+    forged = GradeReport(A, "mallory", {"test_softmax": (500.0, 500.0), "test_entropy": (-3, 1)})
+    record(forged, db)
+    scores = dict(_rows(db)["mallory"])
+    assert scores["test_softmax"] == 2.0 and scores["test_entropy"] == 0.0
+    assert scores["test_cross_entropy"] is None  # not in the report: not graded
+
+
+def test_broken_cells_are_graded_on_what_is_intact(course, tmp_path):
+    """A duplicated test cell, a cell with an unknown grade_id and a deleted test cell:
+    graded on the intact cells with a note naming each problem; validate agrees."""
+    from scalinglab.grading import autograde
+
+    nb = nbformat.read(source_notebook_path(A, course), 4)
+    test_cell = next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == "test_softmax")
+    nb.cells.append(nbformat.from_dict(dict(test_cell)))  # duplicated
+    mystery = nbformat.v4.new_code_cell("x = 1")
+    mystery.metadata["nbgrader"] = {"grade_id": "mystery", "solution": False, "grade": False}
+    nb.cells.append(mystery)
+    nb.cells = [c for c in nb.cells if nbgrader_meta(c).get("grade_id") != "test_entropy"]
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    report = autograde(path, A, course, sandbox=SANDBOX)
+    assert report.score == 10, report.summary()
+    notes = " ".join(report.notes)
+    assert "'test_softmax' appears more than once" in notes
+    assert "unknown grade_id 'mystery'" in notes
+    assert "'test_entropy' was missing" in notes
+    visible = check_notebook(path)
+    assert all(r.passed for r in visible)
