@@ -121,3 +121,23 @@ def test_library_does_not_import_the_command_line():
             if names & cli_modules:
                 offenders.append(f"{path.relative_to(package)}:{node.lineno}")
     assert not offenders
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "gradebook.db",
+        "grades.csv",
+        "submitted/alice/01-x/01-x.ipynb",
+        "autograded/alice/01-x/01-x.ipynb",
+        "feedback/alice/01-x/01-x.html",
+        "exchange/why-deep-learning-scales/inbound/x.ipynb",
+        "work/01-x/01-x.ipynb",
+    ],
+)
+def test_generated_files_are_ignored_by_git(path):
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    run = subprocess.run(["git", "check-ignore", "-q", path], cwd=root)
+    assert run.returncode == 0, f"{path} is not ignored by .gitignore"
