@@ -234,6 +234,18 @@ def test_cli_refuses_to_overwrite_records(tmp_path, capsys):
         _parser().parse_args(["sweep", str(cfg), "--out", str(out), "--resume", "--force"])
 
 
+def test_regenerate_commands_replace_the_shipped_records():
+    """The documented rebuild of a shipped file must not stop at "already holds records"."""
+    import shlex
+
+    from scalinglab.cli import build_parser
+    from scalinglab.double_descent import regenerate_command
+
+    for name in ("ch06_mlp_sweep", "ch06_mlp_sweep_clean", "ch06_mlp_samplewise"):
+        args = build_parser().parse_args(shlex.split(regenerate_command(name))[2:])
+        assert args.force and not args.resume
+
+
 def test_sweep_cli_keeps_its_old_names():
     """Chapter 4 imports ``load_records`` from the CLI module; the library owns them now."""
     from scalinglab import sweep_cli, sweep_config

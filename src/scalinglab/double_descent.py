@@ -163,12 +163,13 @@ def regenerate_command(name: str) -> str:
     Run it from the repository root. One thread avoids oversubscribing a shared CPU: the
     models are small and PyTorch's spinning worker threads would only wait for each other.
     The records were made on the CPU in float32; a GPU (bf16 autocast) gives close but not
-    identical numbers, hence ``--device cpu``.
+    identical numbers, hence ``--device cpu``. ``--force`` because the command replaces the
+    shipped file (``scalinglab sweep`` refuses to overwrite records otherwise).
     """
     folder = "src/scalinglab/records"
     return (
         f"OMP_NUM_THREADS=1 scalinglab sweep {folder}/{name}.config.json "
-        f"--out {folder}/{name}.jsonl --device cpu"
+        f"--out {folder}/{name}.jsonl --device cpu --force"
     )
 
 
