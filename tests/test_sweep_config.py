@@ -152,3 +152,20 @@ def test_schema_matches_the_engine():
     assert accepted(TRAINING, "optimizer", [*OPTIMIZERS, "adam"]) == set(OPTIMIZERS)
     assert accepted(DATASETS["modular"], "op", [*OPS, "^"]) == set(OPS)
     assert accepted(DATASETS["teacher_student"], "manifold", [*MANIFOLDS, "x"]) == set(MANIFOLDS)
+
+
+def test_errors_found_when_building_the_data_name_their_section(tmp_path):
+    """Checks that need several fields or the data set itself run before any training."""
+    out = tmp_path / "r.jsonl"
+    torus = _with(
+        "dataset",
+        {"name": "teacher_student", "manifold": "torus", "intrinsic_dim": 2, "ambient_dim": 3},
+    )
+    torus["grid"]["n_train"] = [100]
+    with pytest.raises(ConfigError, match=r"^dataset: ambient_dim must be >= 4"):
+        run_config(torus, out)
+    digits = _with("dataset", {"name": "digits"})
+    digits["grid"]["n_train"] = [5000]
+    with pytest.raises(ConfigError, match=r"^grid\.n_train: 5000 exceeds the 1347 training"):
+        run_config(digits, out)
+    assert not out.exists()

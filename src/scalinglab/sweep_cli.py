@@ -80,7 +80,7 @@ def _main(args: argparse.Namespace) -> int:
         )
         return 130
     except KeyboardInterrupt:
-        print(f"{args.prog}: interrupted before any record was written", file=sys.stderr)
+        print(f"{args.prog}: interrupted before this run wrote any record", file=sys.stderr)
         return 130
     print(f"wrote {n} records to {args.out}")
     return 0

@@ -381,9 +381,17 @@ def run_config(
         )
     from scalinglab.sweep import SweepGrid, iter_sweep, model_id  # imports torch
 
-    dataset = load_dataset(config["dataset"])
+    # The checks above are per field; what depends on several fields (a manifold and its
+    # ambient dimension, say) is checked where the data set or the grid is built.
+    try:
+        dataset = load_dataset(config["dataset"])
+    except ValueError as exc:
+        raise ConfigError(f"dataset: {exc}") from None
     available = len(dataset["x_train"])
-    grid = SweepGrid(**config["grid"])
+    try:
+        grid = SweepGrid(**config["grid"])
+    except ValueError as exc:
+        raise ConfigError(f"grid: {exc}") from None
     if max(grid.n_train) > available:
         raise ConfigError(
             f"grid.n_train: {max(grid.n_train)} exceeds the {available} training examples "
