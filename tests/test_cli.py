@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
+import ast
 import shutil
 import subprocess
 import sys
+from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
+import scalinglab
 from scalinglab.cli import build_parser, main
+
+HEAVY = ("torch", "numpy", "scipy", "sklearn", "nbgrader", "nbclient", "matplotlib", "tqdm")
 
 A = "01-softmax-cross-entropy"
 
@@ -43,3 +50,94 @@ def test_validate_reports_parts_and_exit_status(tmp_path, course):
     done = subprocess.run(cmd + [str(tmp_path / "done.ipynb")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
     assert "10 / 10 points" in done.stdout and "[FAIL]" not in done.stdout
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return parser._subparsers._group_actions[0].choices
+
+
+@pytest.mark.parametrize("command", [[], ["sweep"], ["grade"], ["validate"], ["release"]])
+def test_help_imports_nothing_heavy(command):
+    """``--help`` must answer at once: no torch, numpy or nbgrader behind it (issue 15)."""
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "scalinglab.cli", *command, "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("usage: scalinglab")
+    # -X importtime writes one line per imported module: "import time: self | cumulative | name"
+    imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if "|" in line}
+    assert not {m for m in imported if m.split(".")[0] in HEAVY}
+
+
+def test_every_argument_has_help_and_plain_text():
+    parser = build_parser()
+    commands = _subparsers(parser)
+    assert set(commands) == {"list", "release", "validate", "grade", "sweep"}
+    for name, sub in [("scalinglab", parser), *commands.items()]:
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                assert all(a.help for a in action._choices_actions), name
+                continue
+            assert action.help, f"{name}: {action.dest} has no help"
+        text = sub.format_help()
+        assert "example" in text, f"{name} --help shows no example"
+        # no reStructuredText or Sphinx roles leaking into a terminal
+        for markup in ("``", ":func:", ":mod:", ":class:", "::"):
+            assert markup not in text, f"{name} --help shows {markup!r}"
+
+
+def test_help_shows_defaults():
+    commands = _subparsers(build_parser())
+    grade = commands["grade"].format_help()
+    assert "(default: gradebook.db)" in grade and "(default: 900" in grade
+    assert "(default: 300" in commands["validate"].format_help()
+    assert "(default: None)" not in grade  # a default that says nothing is not shown
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"scalinglab {version('scalinglab')}\n"
+
+
+def test_library_does_not_import_the_command_line():
+    """Layering: only the command-line modules may import the command-line modules."""
+    package = Path(scalinglab.__file__).parent
+    cli_modules = {"scalinglab.cli", "scalinglab.sweep_cli"}
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.name in ("cli.py", "sweep_cli.py") and path.parent == package:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                names = {a.name for a in node.names}
+            else:
+                continue
+            if names & cli_modules:
+                offenders.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert not offenders
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "gradebook.db",
+        "grades.csv",
+        "submitted/alice/01-x/01-x.ipynb",
+        "autograded/alice/01-x/01-x.ipynb",
+        "feedback/alice/01-x/01-x.html",
+        "exchange/why-deep-learning-scales/inbound/x.ipynb",
+        "work/01-x/01-x.ipynb",
+    ],
+)
+def test_generated_files_are_ignored_by_git(path):
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    run = subprocess.run(["git", "check-ignore", "-q", path], cwd=root)
+    assert run.returncode == 0, f"{path} is not ignored by .gitignore"

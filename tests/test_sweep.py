@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -11,7 +16,8 @@ import pytest
 from scalinglab.flops import mlp_train_flops_per_example
 from scalinglab.models.mlp import MLP
 from scalinglab.sweep import RECORD_KEYS, SweepGrid, final_records, plan_groups, run_sweep
-from scalinglab.sweep_cli import load_records, register
+from scalinglab.sweep_cli import register
+from scalinglab.sweep_config import load_records
 from scalinglab.training import train_classifier
 
 
@@ -141,6 +147,13 @@ def test_bad_sweep_arguments(data):
         run_sweep(grid, {"x_train": data["x_train"]}, progress=False)
 
 
+TINY = {
+    "dataset": {"name": "digits", "seed": 0},
+    "grid": {"widths": [4, 8], "n_train": [100], "steps": [5], "seeds": [0, 1]},
+    "training": {"lr": 0.01, "batch_size": 20},
+}
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="scalinglab")
     register(parser.add_subparsers())
@@ -186,13 +199,111 @@ def test_cli_writes_jsonl_and_resumes(tmp_path, capsys):
         orig["test_loss"], rel=1e-6
     )  # same seed, same numbers
 
+    # --force starts over: the file holds one fresh run, nothing appended
+    out.write_text(out.read_text() + '{"stale": true}\n')
+    args = _parser().parse_args(
+        ["sweep", str(cfg), "--out", str(out), "--device", "cpu", "--no-progress", "--force"]
+    )
+    assert args.func(args) == 0
+    assert sorted(map(key, load_records(out))) == sorted(map(key, records))
 
-def test_cli_rejects_unknown_model(tmp_path):
+
+def test_cli_rejects_a_bad_config_in_one_line(tmp_path, capsys):
     cfg = tmp_path / "bad.json"
     cfg.write_text(json.dumps({"dataset": {"name": "digits"}, "grid": {}, "model": "rnn"}))
-    args = _parser().parse_args(["sweep", str(cfg), "--out", str(tmp_path / "r.jsonl")])
-    with pytest.raises(ValueError, match="mlp"):
-        args.func(args)
+    out = tmp_path / "r.jsonl"
+    args = _parser().parse_args(["sweep", str(cfg), "--out", str(out)])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert err == f"scalinglab sweep: error: {cfg}: model: expected one of 'mlp', got \"rnn\"\n"
+    assert not out.exists()
+
+
+def test_cli_refuses_to_overwrite_records(tmp_path, capsys):
+    cfg = tmp_path / "sweep.json"
+    cfg.write_text(json.dumps(TINY))
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"old": 1}\n')
+    args = _parser().parse_args(["sweep", str(cfg), "--out", str(out)])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scalinglab sweep: error: ") and err.count("\n") == 1
+    assert "--resume" in err and "--force" in err
+    assert out.read_text() == '{"old": 1}\n'
+    with pytest.raises(SystemExit):  # argparse: not both
+        _parser().parse_args(["sweep", str(cfg), "--out", str(out), "--resume", "--force"])
+
+
+def test_regenerate_commands_replace_the_shipped_records():
+    """The documented rebuild of a shipped file must not stop at "already holds records"."""
+    import shlex
+
+    from scalinglab.cli import build_parser
+    from scalinglab.double_descent import regenerate_command
+
+    for name in ("ch06_mlp_sweep", "ch06_mlp_sweep_clean", "ch06_mlp_samplewise"):
+        args = build_parser().parse_args(shlex.split(regenerate_command(name))[2:])
+        assert args.force and not args.resume
+
+
+def test_sweep_cli_keeps_its_old_names():
+    """Chapter 4 imports ``load_records`` from the CLI module; the library owns them now."""
+    from scalinglab import sweep_cli, sweep_config
+
+    for name in ("load_records", "load_config", "load_dataset", "run_config"):
+        assert getattr(sweep_cli, name) is getattr(sweep_config, name)
+
+
+# 40 single-model groups (max_models_per_group=1): records reach the file one model at a time.
+SLOW_TINY = {
+    "dataset": {"name": "digits", "seed": 0},
+    "grid": {"widths": [4, 8, 16, 32], "n_train": [200], "steps": [300], "seeds": list(range(10))},
+    "training": {"lr": 0.01, "batch_size": 20, "max_models_per_group": 1},
+}
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    cfg = tmp_path / "sweep.json"
+    cfg.write_text(json.dumps(SLOW_TINY))
+    out = tmp_path / "records.jsonl"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "scalinglab.cli", "sweep", str(cfg), "--out", str(out)]
+    proc = subprocess.Popen(
+        cmd + ["--device", "cpu", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # A shell without job control starts background jobs with SIGINT ignored, and
+        # Python keeps it so: restore the default so the child sees Ctrl-C as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before Ctrl-C could be sent"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stdout == ""
+    (line,) = stderr.splitlines()
+    n_on_disk = len(load_records(out))
+    assert 0 < n_on_disk < 80  # 40 models x steps {0, 300}
+    assert f"interrupted: {n_on_disk} records in {out}" in line
+    command = line.split("resume with: ")[1]
+    assert command == (f"scalinglab sweep {cfg} --out {out} --resume --device cpu --no-progress")
+    # the hint works as printed
+    resumed = subprocess.run(
+        [sys.executable, "-m", "scalinglab.cli", *command.split()[1:]],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    records = load_records(out)
+    assert len(records) == 80
+    assert len({(r["width"], r["seed"], r["steps"]) for r in records}) == 80
 
 
 def test_markov_dataset_windows_are_one_hot_contexts_and_next_tokens():

@@ -6,9 +6,12 @@ Small modules with one job each:
 - :mod:`scalinglab.data` -- offline data sources (Markov chains with exact entropy
   rates, MNIST-1D, digits, manifolds, teacher--student, HMMs, modular arithmetic).
 - :mod:`scalinglab.models`, :mod:`scalinglab.ensemble`, :mod:`scalinglab.sweep` --
-  the training engine (many small models at once).
+  the training engine (many small models at once); :mod:`scalinglab.sweep_config` reads,
+  checks and runs the JSON sweep configs behind the shipped records.
 - :mod:`scalinglab.fitting` -- power laws and scaling-law fits.
 - :mod:`scalinglab.grading` -- nbgrader release, student checks and safe autograding.
+- :mod:`scalinglab.cli`, :mod:`scalinglab.sweep_cli` -- the ``scalinglab`` command line, a thin
+  layer over the modules above (which never import it).
 """
 
 __version__ = "0.1.0"

@@ -1,15 +1,8 @@
 """The ``scalinglab`` command: release, check and grade exercises; run long sweeps.
 
-Students::
-
-    scalinglab validate exercises/01-softmax-cross-entropy/01-softmax-cross-entropy.ipynb
-
-Instructors::
-
-    scalinglab list
-    scalinglab release --all                       # regenerate exercises/ from solutions/
-    scalinglab grade 01-softmax-cross-entropy      # every submitted/<student>/01-.../*.ipynb
-    scalinglab grade 01-softmax-cross-entropy alice=path/to/alice.ipynb --csv grades.csv
+Run ``scalinglab --help`` (or ``scalinglab COMMAND --help``) for the commands, their
+arguments and examples. Building the parser imports nothing heavy (no torch, no nbgrader):
+each command imports what it needs when it runs, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -18,6 +11,45 @@ import argparse
 import csv
 import sys
 from pathlib import Path
+
+DESCRIPTION = """\
+The command line of the course "Why deep learning scales": release, check and grade the
+nbgrader exercises, and run the long training sweeps whose records ship with the package.
+Run "scalinglab COMMAND --help" for the arguments and examples of a command."""
+
+EPILOG = """\
+students:
+  scalinglab validate exercises/01-softmax-cross-entropy/01-softmax-cross-entropy.ipynb
+
+instructors:
+  scalinglab list
+  scalinglab release --all                    # regenerate exercises/ from solutions/
+  scalinglab grade 01-softmax-cross-entropy   # every submitted/STUDENT/01-.../*.ipynb
+  scalinglab sweep CONFIG.json --out RECORDS.jsonl"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions and epilogs printed as written; ``(default: X)`` after each option's help.
+
+    Defaults that say nothing (``None``, ``False`` of a flag, an empty list) are left out:
+    the help text then says what happens without the option.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, [], ()) or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scalinglab")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        from scalinglab import __version__
+
+        return __version__
 
 
 def _cmd_list(args) -> int:
@@ -97,47 +129,121 @@ def _cmd_grade(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scalinglab", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="scalinglab", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="show the version"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
 
-    p = sub.add_parser("list", help="list the assignments")
+    def add(name: str, help: str, description: str, epilog: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            description=description,
+            epilog=epilog,
+            formatter_class=HelpFormatter,
+        )
+
+    p = add(
+        "list",
+        "list the assignments",
+        "Print the name of every assignment (a folder of solutions/), one per line.",
+        "example:\n  scalinglab list",
+    )
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("release", help="regenerate exercises/ from solutions/ (instructors)")
-    p.add_argument("assignments", nargs="*")
-    p.add_argument("--all", action="store_true", help="every assignment")
+    p = add(
+        "release",
+        "regenerate exercises/ from solutions/ (instructors)",
+        "Generate the student version of assignments into exercises/ with nbgrader: solutions\n"
+        "replaced by stubs, hidden tests removed, outputs cleared.",
+        "examples:\n  scalinglab release 01-softmax-cross-entropy\n  scalinglab release --all",
+    )
+    p.add_argument(
+        "assignments",
+        nargs="*",
+        metavar="ASSIGNMENT",
+        help="assignment to release, e.g. 01-softmax-cross-entropy (see: scalinglab list)",
+    )
+    p.add_argument("--all", action="store_true", help="release every assignment")
     p.set_defaults(func=_cmd_release)
 
-    p = sub.add_parser("validate", help="run a notebook and show which graded parts pass")
-    p.add_argument("notebooks", nargs="+")
-    p.add_argument("--cell-timeout", type=float, default=300)
+    p = add(
+        "validate",
+        "run a notebook and show which graded parts pass",
+        "Execute notebooks from top to bottom and report, for each graded part, whether its\n"
+        "visible tests pass and how many points it is worth. Exit status 1 if a part fails.",
+        "example:\n"
+        "  scalinglab validate exercises/01-softmax-cross-entropy/01-softmax-cross-entropy.ipynb",
+    )
+    p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="notebook file (.ipynb)")
+    p.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=300,
+        metavar="SECONDS",
+        help="stop a cell that runs longer than this",
+    )
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("grade", help="autograde submissions into the gradebook (instructors)")
-    p.add_argument("assignment")
+    p = add(
+        "grade",
+        "autograde submissions into the gradebook (instructors)",
+        "Grade the submissions of one assignment with the hidden tests, each in an isolated\n"
+        "process, and record the scores in the nbgrader gradebook.",
+        "examples:\n"
+        "  # every submitted/STUDENT/01-softmax-cross-entropy/*.ipynb\n"
+        "  scalinglab grade 01-softmax-cross-entropy\n"
+        "  # named files, scores also written to a CSV file\n"
+        "  scalinglab grade 01-softmax-cross-entropy alice=alice.ipynb bob.ipynb --csv scores.csv",
+    )
+    p.add_argument(
+        "assignment",
+        help="assignment to grade, e.g. 01-softmax-cross-entropy (see: scalinglab list)",
+    )
     p.add_argument(
         "submissions",
         nargs="*",
-        help="student=notebook.ipynb or notebook.ipynb; default: submitted/*/ASSIGNMENT/*.ipynb",
+        metavar="SUBMISSION",
+        help="STUDENT=NOTEBOOK.ipynb, or NOTEBOOK.ipynb for the student named like the file "
+        "(default: every submitted/STUDENT/ASSIGNMENT/*.ipynb)",
     )
-    p.add_argument("--gradebook", default="gradebook.db", help="nbgrader SQLite gradebook")
-    p.add_argument("--timeout", type=float, default=900, help="seconds per submission")
-    p.add_argument("--cell-timeout", type=float, help="seconds per cell (nbgrader_config.py)")
-    p.add_argument("--csv", help="also write the scores to this CSV file")
+    p.add_argument(
+        "--gradebook", default="gradebook.db", metavar="FILE", help="nbgrader SQLite gradebook"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=900,
+        metavar="SECONDS",
+        help="time limit for grading one submission",
+    )
+    p.add_argument(
+        "--cell-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time limit for one cell (default: Execute.timeout of nbgrader_config.py)",
+    )
+    p.add_argument(
+        "--csv", metavar="FILE", help="also write the scores to this CSV file (default: none)"
+    )
     p.set_defaults(func=_cmd_grade)
 
-    try:
-        from scalinglab import sweep_cli
-    except ImportError:  # the engine is optional for the grading tools
-        pass
-    else:
-        sweep_cli.register(sub)
+    from scalinglab import sweep_cli  # light: torch is imported when a sweep runs
+
+    sweep_cli.register(sub, formatter_class=HelpFormatter)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"scalinglab {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

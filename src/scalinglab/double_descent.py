@@ -25,12 +25,13 @@ training error reaches (almost) zero; :func:`sweet_spot` is the first local mini
 test curve (the bottom of the classical U) and :func:`locate_peak` the maximum of the test
 error to its right.
 
-The shipped sweeps. ``scalinglab/records/<name>.config.json`` is a config of the engine's
-command line (:mod:`scalinglab.sweep_cli`) and ``<name>.jsonl`` the records it wrote, one per
-model per logged step (the engine's tidy format, so epoch-wise curves are in there too).
-:func:`load_records` reads them, :func:`regenerate_command` says how to rebuild them and
-:func:`rerun_shipped` retrains any slice of a shipped grid with the same data and
-hyperparameters (how the chapter checks, live, that the records are what the code produces).
+The shipped sweeps. ``scalinglab/records/<name>.config.json`` is a sweep config
+(:mod:`scalinglab.sweep_config`, run by ``scalinglab sweep``) and ``<name>.jsonl`` the
+records it wrote, one per model per logged step (the engine's tidy format, so epoch-wise
+curves are in there too). :func:`load_records` reads them, :func:`regenerate_command` says
+how to rebuild them and :func:`rerun_shipped` retrains any slice of a shipped grid with the
+same data and hyperparameters (how the chapter checks, live, that the records are what the
+code produces).
 """
 
 from __future__ import annotations
@@ -145,14 +146,14 @@ def _records_file(name: str, suffix: str):
 
 def load_records(name: str) -> list[dict]:
     """Records shipped with the package: ``scalinglab/records/<name>.jsonl``."""
-    from scalinglab.sweep_cli import load_records as read_jsonl
+    from scalinglab.sweep_config import load_records as read_jsonl
 
     with resources.as_file(_records_file(name, ".jsonl")) as path:
         return read_jsonl(path)
 
 
 def shipped_config(name: str) -> dict:
-    """The sweep config (engine command-line format) of ``scalinglab/records/<name>.jsonl``."""
+    """The sweep config (:mod:`scalinglab.sweep_config`) of ``scalinglab/records/<name>.jsonl``."""
     return json.loads(_records_file(name, ".config.json").read_text())
 
 
@@ -162,12 +163,13 @@ def regenerate_command(name: str) -> str:
     Run it from the repository root. One thread avoids oversubscribing a shared CPU: the
     models are small and PyTorch's spinning worker threads would only wait for each other.
     The records were made on the CPU in float32; a GPU (bf16 autocast) gives close but not
-    identical numbers, hence ``--device cpu``.
+    identical numbers, hence ``--device cpu``. ``--force`` because the command replaces the
+    shipped file (``scalinglab sweep`` refuses to overwrite records otherwise).
     """
     folder = "src/scalinglab/records"
     return (
         f"OMP_NUM_THREADS=1 scalinglab sweep {folder}/{name}.config.json "
-        f"--out {folder}/{name}.jsonl --device cpu"
+        f"--out {folder}/{name}.jsonl --device cpu --force"
     )
 
 
@@ -195,7 +197,7 @@ def rerun_shipped(
     import torch
 
     from scalinglab.sweep import SweepGrid, run_sweep
-    from scalinglab.sweep_cli import load_dataset
+    from scalinglab.sweep_config import load_dataset
 
     config = shipped_config(name)
     grid = dict(config["grid"])

@@ -227,58 +227,62 @@ def iter_sweep(
 
     groups = plan_groups(grid, lr, weight_decay, max_models_per_group, set(skip))
     bar = tqdm(total=sum(map(len, groups)), disable=not progress, desc="sweep", unit="model")
-    for group in groups:
-        n = group[0]["n_train"]
-        data = {
-            "x_train": dataset["x_train"][:n],
-            "y_train": dataset["y_train"][:n],
-            "x_test": dataset["x_test"],
-            "y_test": dataset["y_test"],
-        }
-        widths = [p["width"] for p in group]
-        seeds = [p["seed"] for p in group]
-        ens = MLPEnsemble(in_dim, widths, grid.depth, out_dim, seeds, activation, init)
-        hist = train_ensemble(
-            ens,
-            data,
-            task,
-            steps=grid.max_steps,
-            lr=[p["lr"] for p in group],
-            weight_decay=[p["weight_decay"] for p in group],
-            optimizer=optimizer,
-            momentum=momentum,
-            batch_size=batch_size,
-            log_every=log_every,
-            log_at=grid.steps,
-            device=device,
-        )
-        bs = int(hist["batch_size"])
-        for m, (point, n_params) in enumerate(zip(group, ens.n_params, strict=True)):
-            per_example = mlp_train_flops_per_example(in_dim, point["width"], grid.depth, out_dim)
-            for k, step in enumerate(hist["step"]):
-                yield {
-                    "model": "mlp",
-                    "task": task,
-                    "width": point["width"],
-                    "depth": grid.depth,
-                    "activation": activation,
-                    "n_params": n_params,
-                    "n_train": n,
-                    "seed": point["seed"],
-                    "lr": point["lr"],
-                    "weight_decay": point["weight_decay"],
-                    "batch_size": bs,
-                    "steps": step,
-                    "examples_seen": step * bs,
-                    "flops": step * bs * per_example,
-                    "train_loss": float(hist["train_loss"][k, m]),
-                    "test_loss": float(hist["test_loss"][k, m]),
-                    "train_error": float(hist["train_error"][k, m]),
-                    "test_error": float(hist["test_error"][k, m]),
-                    "final": step == grid.max_steps,
-                }
-        bar.update(len(group))
-    bar.close()
+    try:  # close the bar on Ctrl-C too, so a message after it starts on a fresh line
+        for group in groups:
+            n = group[0]["n_train"]
+            data = {
+                "x_train": dataset["x_train"][:n],
+                "y_train": dataset["y_train"][:n],
+                "x_test": dataset["x_test"],
+                "y_test": dataset["y_test"],
+            }
+            widths = [p["width"] for p in group]
+            seeds = [p["seed"] for p in group]
+            ens = MLPEnsemble(in_dim, widths, grid.depth, out_dim, seeds, activation, init)
+            hist = train_ensemble(
+                ens,
+                data,
+                task,
+                steps=grid.max_steps,
+                lr=[p["lr"] for p in group],
+                weight_decay=[p["weight_decay"] for p in group],
+                optimizer=optimizer,
+                momentum=momentum,
+                batch_size=batch_size,
+                log_every=log_every,
+                log_at=grid.steps,
+                device=device,
+            )
+            bs = int(hist["batch_size"])
+            for m, (point, n_params) in enumerate(zip(group, ens.n_params, strict=True)):
+                per_example = mlp_train_flops_per_example(
+                    in_dim, point["width"], grid.depth, out_dim
+                )
+                for k, step in enumerate(hist["step"]):
+                    yield {
+                        "model": "mlp",
+                        "task": task,
+                        "width": point["width"],
+                        "depth": grid.depth,
+                        "activation": activation,
+                        "n_params": n_params,
+                        "n_train": n,
+                        "seed": point["seed"],
+                        "lr": point["lr"],
+                        "weight_decay": point["weight_decay"],
+                        "batch_size": bs,
+                        "steps": step,
+                        "examples_seen": step * bs,
+                        "flops": step * bs * per_example,
+                        "train_loss": float(hist["train_loss"][k, m]),
+                        "test_loss": float(hist["test_loss"][k, m]),
+                        "train_error": float(hist["train_error"][k, m]),
+                        "test_error": float(hist["test_error"][k, m]),
+                        "final": step == grid.max_steps,
+                    }
+            bar.update(len(group))
+    finally:
+        bar.close()
 
 
 def run_sweep(

@@ -1,153 +1,124 @@
-"""``scalinglab sweep CONFIG.json --out records.jsonl``: long sweeps from the command line.
+"""The ``scalinglab sweep`` sub-command: a thin argument parser over :mod:`scalinglab.sweep_config`.
 
-The lead hooks :func:`register` into ``scalinglab.cli``. The config is a JSON file::
-
-    {
-      "dataset": {"name": "mnist1d", "n_train": 4000, "n_test": 1000,
-                  "label_noise": 0.15, "seed": 0},
-      "task": "classification",
-      "model": "mlp",
-      "grid": {"widths": [4, 8, 16, 32], "n_train": [4000], "steps": [1000, 4000],
-               "seeds": [0, 1], "depth": 1},
-      "training": {"lr": 0.001, "weight_decay": 0.0, "optimizer": "adamw",
-                   "batch_size": 256, "log_every": 500, "activation": "relu"}
-    }
-
-``dataset.name`` is one of ``mnist1d`` (keys of :func:`~scalinglab.data.mnist1d.make_mnist1d`),
-``digits`` (:func:`~scalinglab.data.digits.load_digits_split`), ``teacher_student``
-(:func:`~scalinglab.data.teacher_student.teacher_student_dataset`), ``modular``
-(:func:`~scalinglab.data.modular.modular_arithmetic_dataset`, one-hot encoded) or ``markov``
-(``vocab_size, order, concentration, source_seed`` of
-:meth:`scalinglab.data.markov.MarkovSource.random`, the rest for
-:func:`~scalinglab.data.markov.markov_windows_dataset`); the other keys are passed to that function. ``grid`` holds the arguments of
-:class:`~scalinglab.sweep.SweepGrid` and ``training`` the keyword arguments of
-:func:`~scalinglab.sweep.run_sweep`. Only ``"model": "mlp"`` sweeps are supported.
-
-Records (see :mod:`scalinglab.sweep` for the keys) are appended to ``--out`` one JSON object
-per line as each group of models finishes, and flushed, so an interrupted run keeps what it
-finished. With ``--resume``, models whose ``final`` record is already in the file are
-skipped. :func:`load_records` reads such a file back.
+The config format, the checks and the running live in :mod:`scalinglab.sweep_config`;
+this module only parses arguments, prints one-line errors and the hint to resume.
+``load_config``, ``load_dataset``, ``load_records`` and ``run_config`` are re-exported for
+code written against the old location (prefer :mod:`scalinglab.sweep_config`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from collections.abc import Iterable
-from pathlib import Path
+import shlex
+import sys
 
-from scalinglab.sweep import SweepGrid, iter_sweep, model_id
+from scalinglab.sweep_config import (  # noqa: F401 -- re-exported for compatibility
+    ConfigError,
+    OutputExistsError,
+    SweepInterrupted,
+    load_config,
+    load_dataset,
+    load_records,
+    run_config,
+)
 
+DESCRIPTION = """\
+Train a grid of MLPs described by a JSON config and append one JSON record per model
+per logged step to OUT (JSON lines), group by group, so an interrupted run keeps what it
+finished. The config format is described in the scalinglab.sweep_config module:
+a "dataset" (mnist1d, digits, teacher_student, modular or markov and its arguments),
+a "grid" (widths, n_train, steps, seeds, depth) and "training" (lr, optimizer, ...)."""
 
-def load_dataset(spec: dict) -> dict:
-    """Build the data set described by the config's ``dataset`` section."""
-    spec = dict(spec)
-    name = spec.pop("name", None)
-    if name == "mnist1d":
-        from scalinglab.data.mnist1d import make_mnist1d
+EPILOG = """\
+examples:
+  # rebuild a records file shipped with the package (one CPU thread, as it was made)
+  OMP_NUM_THREADS=1 scalinglab sweep src/scalinglab/records/ch06_mlp_sweep.config.json \\
+      --out src/scalinglab/records/ch06_mlp_sweep.jsonl --device cpu
 
-        return make_mnist1d(**spec)
-    if name == "digits":
-        from scalinglab.data.digits import load_digits_split
+  # continue a run stopped with Ctrl-C: finished models are skipped
+  scalinglab sweep my_sweep.json --out runs/my_sweep.jsonl --resume
 
-        return load_digits_split(**spec)
-    if name == "teacher_student":
-        from scalinglab.data.teacher_student import teacher_student_dataset
+  # start over, replacing the records already in the file
+  scalinglab sweep my_sweep.json --out runs/my_sweep.jsonl --force
 
-        return teacher_student_dataset(**spec)
-    if name == "modular":
-        from scalinglab.data.modular import modular_arithmetic_dataset
-
-        return modular_arithmetic_dataset(**{"encoding": "onehot", **spec})
-    if name == "markov":
-        from scalinglab.data.markov import MarkovSource, markov_windows_dataset
-
-        source = MarkovSource.random(
-            spec.pop("vocab_size"),
-            order=spec.pop("order", 1),
-            concentration=spec.pop("concentration", 0.5),
-            seed=spec.pop("source_seed", 0),
-        )
-        return markov_windows_dataset(source, **spec)
-    raise ValueError(
-        f"unknown dataset {name!r}; use mnist1d, digits, teacher_student, modular or markov"
-    )
+exit status: 0 done, 2 bad arguments or config, 130 interrupted (Ctrl-C)."""
 
 
-def load_config(path: str | os.PathLike) -> dict:
-    """Read and validate a sweep config (see the module docstring)."""
-    config = json.loads(Path(path).read_text())
-    for key in ("dataset", "grid"):
-        if key not in config:
-            raise ValueError(f"config {path} lacks the section {key!r}")
-    if config.get("model", "mlp") != "mlp":
-        raise ValueError(f"only 'mlp' sweeps are supported, got model={config['model']!r}")
-    return config
+def _error(args: argparse.Namespace, message: str) -> int:
+    print(f"{args.prog}: error: {message}", file=sys.stderr)
+    return 2
 
 
-def load_records(path: str | os.PathLike) -> list[dict]:
-    """All records of a ``.jsonl`` file (blank lines and a torn last line are skipped)."""
-    records = []
-    lines = Path(path).read_text().splitlines()
-    for k, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if k == len(lines) - 1:  # the run was killed mid-write
-                break
-            raise
-    return records
-
-
-def run_config(
-    config: dict, out: str | os.PathLike, device=None, progress=True, resume=False
-) -> int:
-    """Run the sweep of ``config``, appending records to ``out``; return how many were written."""
-    dataset = load_dataset(config["dataset"])
-    grid = SweepGrid(**config["grid"])
-    training = dict(config.get("training", {}))
-    task = config.get("task", "classification")
-    done: set[tuple] = set()
-    out = Path(out)
-    if resume and out.exists():
-        old = load_records(out)
-        done = {model_id(r) for r in old if r.get("final")}
-        # Rewrite the file without the partial records of unfinished models.
-        out.write_text("".join(json.dumps(r) + "\n" for r in old if model_id(r) in done))
-    elif out.exists():
-        out.unlink()
-    records: Iterable[dict] = iter_sweep(
-        grid, dataset, task=task, device=device, progress=progress, skip=done, **training
-    )
-    written = 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a") as f:
-        for record in records:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            written += 1
-    return written
+def resume_command(args: argparse.Namespace) -> str:
+    """The shell command that continues the sweep ``args`` describes."""
+    words = ["scalinglab", "sweep", args.config, "--out", str(args.out), "--resume"]
+    if args.device:
+        words += ["--device", args.device]
+    if args.no_progress:
+        words.append("--no-progress")
+    return shlex.join(words)
 
 
 def _main(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    n = run_config(config, args.out, args.device, not args.no_progress, args.resume)
+    try:
+        config = load_config(args.config)
+        n = run_config(
+            config,
+            args.out,
+            device=args.device,
+            progress=not args.no_progress,
+            resume=args.resume,
+            force=args.force,
+        )
+    except (ConfigError, OutputExistsError) as exc:
+        return _error(args, str(exc))
+    except SweepInterrupted as exc:
+        print(
+            f"{args.prog}: interrupted: {exc.total} records in {exc.out} "
+            f"({exc.written} written by this run); resume with: {resume_command(args)}",
+            file=sys.stderr,
+        )
+        return 130
+    except KeyboardInterrupt:
+        print(f"{args.prog}: interrupted before this run wrote any record", file=sys.stderr)
+        return 130
     print(f"wrote {n} records to {args.out}")
     return 0
 
 
-def register(subparsers) -> argparse.ArgumentParser:
+def register(subparsers, formatter_class=argparse.HelpFormatter) -> argparse.ArgumentParser:
     """Add the ``sweep`` sub-command to an ``argparse`` subparsers object."""
     parser = subparsers.add_parser(
-        "sweep", help="train a grid of MLPs from a JSON config, write JSON-lines records"
+        "sweep",
+        help="train a grid of MLPs from a JSON config, write JSON-lines records",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=formatter_class,
     )
-    parser.add_argument("config", help="JSON config: dataset, task, model, grid, training")
-    parser.add_argument("--out", required=True, help="output file, one JSON record per line")
-    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
-    parser.add_argument("--resume", action="store_true", help="skip models already finished")
+    parser.add_argument(
+        "config", help="JSON config file with the sections dataset, grid and training"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT.jsonl",
+        help="records file, one JSON record per line (its folder is created)",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda or mps (default: the best available; "
+        "the shipped records were made with cpu)",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue OUT: skip the models whose final record is already there",
+    )
+    mode.add_argument(
+        "--force", action="store_true", help="overwrite OUT if it already holds records"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=_main)
+    parser.set_defaults(func=_main, prog=parser.prog)
     return parser
