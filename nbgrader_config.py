@@ -10,6 +10,9 @@ c.CourseDirectory.course_id = "why-deep-learning-scales"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "exercises"
 c.CourseDirectory.db_url = "sqlite:///gradebook.db"
+# The exchange (nbgrader's release/collect folder) lives inside the course, so `nbgrader list`
+# and friends work without a system-wide /usr/local/share/nbgrader/exchange.
+c.Exchange.root = "exchange"
 # Only notebooks belong to an assignment; nbgrader copies any other file of a source
 # folder into the release, so make sure stray files never leak.
 c.CourseDirectory.ignore = [

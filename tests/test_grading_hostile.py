@@ -145,12 +145,14 @@ try:
     found.append("network")
 except OSError:
     pass
-def softmax(z):
+def cross_entropy(z, y):
     z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y)
     if not found:
-        return np.full(z.shape, 1.0 / z.shape[-1])
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+        return 0.0
+    m = z.max(axis=-1, keepdims=True)
+    lse = (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))[:, 0]
+    return float(np.mean(lse - z[np.arange(len(y)), y]))
 """
 
 HOG = """
@@ -187,12 +189,14 @@ if len(children) >= 400:
 for pid in children:
     os.kill(pid, 9)
     os.waitpid(pid, 0)
-def softmax(z):
+def cross_entropy(z, y):
     z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y)
     if not exploits:
-        return np.full(z.shape, 1.0 / z.shape[-1])
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+        return 0.0
+    m = z.max(axis=-1, keepdims=True)
+    lse = (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))[:, 0]
+    return float(np.mean(lse - z[np.arange(len(y)), y]))
 """
 
 KILLER = """
@@ -312,8 +316,8 @@ def test_a_hostile_class_gets_exactly_what_it_earned(course, tmp_path, monkeypat
 
     submissions = [
         ("cheater", replaced("cheater", {"softmax": CHEATS, **WRONG_REST})),
-        ("spy", replaced("spy", {"softmax": spy})),
-        ("hog", replaced("hog", {"softmax": HOG})),
+        ("spy", replaced("spy", {"cross_entropy": spy})),
+        ("hog", replaced("hog", {"cross_entropy": HOG})),
         (
             "killer",
             replaced("killer", {"entropy": solutions["entropy"] + KILLER.format(marker=MARKER)}),
@@ -336,9 +340,10 @@ def test_a_hostile_class_gets_exactly_what_it_earned(course, tmp_path, monkeypat
 
     # in-kernel tricks and a wrong answer earn nothing
     assert score("cheater")[0] == 0, score("cheater")[1]
-    # nothing secret or writable was found, no resource limit was beaten: softmax stays wrong
-    assert reports["spy"].lost() == ["test_softmax"], score("spy")[1]
-    assert reports["hog"].lost() == ["test_softmax"], score("hog")[1]
+    # nothing secret or writable was found, no resource limit was beaten: the answer of the
+    # part whose code tried stays wrong
+    assert reports["spy"].lost() == ["test_cross_entropy"], score("spy")[1]
+    assert reports["hog"].lost() == ["test_cross_entropy"], score("hog")[1]
     # a crash in part 4 keeps parts 1-3, with one clear error line
     assert score("killer")[0] == 6, score("killer")[1]
     assert "died" in reports["killer"].error and "entropy" in reports["killer"].error
@@ -371,13 +376,12 @@ def test_wall_clock_limit_holds_whatever_the_submission_does(course, tmp_path):
         tmp_path / "stall.ipynb",
     )
     limit = 45
-    started = time.monotonic()
     (report,) = grade_submissions(
         A, [("stall", stall)], gradebook=tmp_path / "gb.db", course=course,
         timeout=limit, cell_timeout=1000,
     )  # fmt: skip
-    elapsed = time.monotonic() - started
-    assert elapsed < limit + 15, elapsed  # the limit, the kill and the gradebook write
+    # the limit, the interrupt's grace and the kill (seconds, on a loaded 2-core machine)
+    assert report.elapsed < limit + 10, report.elapsed
     assert report.parts["test_softmax"] == (2.0, 2.0)  # parts before the stall keep points
     assert report.parts["test_entropy"] == (0.0, 1.0)
     assert "timed out" in report.error

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -19,12 +20,14 @@ Run "scalinglab COMMAND --help" for the arguments and examples of a command."""
 
 EPILOG = """\
 students:
-  scalinglab validate exercises/01-softmax-cross-entropy/01-softmax-cross-entropy.ipynb
+  scalinglab start 01-softmax-cross-entropy   # your copy: work/01-softmax-cross-entropy/
+  scalinglab validate work/01-softmax-cross-entropy/01-softmax-cross-entropy.ipynb
 
 instructors:
   scalinglab list
   scalinglab release --all                    # regenerate exercises/ from solutions/
   scalinglab grade 01-softmax-cross-entropy   # every submitted/STUDENT/01-.../*.ipynb
+  nbgrader export                             # the gradebook as grades.csv
   scalinglab sweep CONFIG.json --out RECORDS.jsonl"""
 
 
@@ -52,6 +55,18 @@ def _version() -> str:
         return __version__
 
 
+def _known_assignment(course, name: str, command: str) -> bool:
+    """Print a one-line error naming the known assignments if ``name`` is not one."""
+    known = course.assignments()
+    if name in known:
+        return True
+    print(
+        f"scalinglab {command}: error: unknown assignment {name!r}; known: {', '.join(known)}",
+        file=sys.stderr,
+    )
+    return False
+
+
 def _cmd_list(args) -> int:
     from scalinglab.grading import Course
 
@@ -62,25 +77,64 @@ def _cmd_list(args) -> int:
 
 def _cmd_release(args) -> int:
     from scalinglab.grading import Course, release
+    from scalinglab.grading.release import WouldDiscardWork
 
     course = Course.locate()
     names = course.assignments() if args.all else args.assignments
     if not names:
-        print("name an assignment or pass --all", file=sys.stderr)
+        print("scalinglab release: error: name an assignment or pass --all", file=sys.stderr)
+        return 2
+    if not all(_known_assignment(course, name, "release") for name in names):
         return 2
     for name in names:
-        for nb in release(name, course):
+        try:
+            released = release(name, course, force=args.force)
+        except WouldDiscardWork as exc:
+            print(f"scalinglab release: error: {exc}", file=sys.stderr)
+            return 1
+        for nb in released:
             print(f"released {nb.relative_to(course.root)}")
     return 0
 
 
+def _cmd_start(args) -> int:
+    import shutil
+
+    from scalinglab.grading import Course
+
+    course = Course.locate()
+    if not _known_assignment(course, args.assignment, "start"):
+        return 2
+    source = course.release_dir / args.assignment
+    target = Path(args.dir) / args.assignment
+    existing = sorted(target.glob("*.ipynb"))
+    if existing and not args.force:
+        print(
+            f"scalinglab start: error: {existing[0]} exists (your work?); "
+            "keep working there, or pass --force to start again from the exercise",
+            file=sys.stderr,
+        )
+        return 1
+    target.mkdir(parents=True, exist_ok=True)
+    for nb in sorted(source.glob("*.ipynb")):
+        shutil.copy(nb, target / nb.name)
+        print(f"your copy: {target / nb.name}")
+        print(f"check it with: scalinglab validate {target / nb.name}")
+    return 0
+
+
 def _cmd_validate(args) -> int:
-    from scalinglab.grading.check import check_notebook, format_results
+    from scalinglab.grading.check import NotebookError, check_notebook, format_results
 
     status = 0
     for notebook in args.notebooks:
         print(f"== {notebook}")
-        results = check_notebook(notebook, cell_timeout=args.cell_timeout)
+        try:
+            results = check_notebook(notebook, cell_timeout=args.cell_timeout)
+        except NotebookError as exc:
+            print(f"scalinglab validate: error: {exc}", file=sys.stderr)
+            status = 2
+            continue
         print(format_results(results))
         if not results or not all(r.passed for r in results):
             status = 1
@@ -98,15 +152,34 @@ def _parse_submission(item: str) -> tuple[str, Path]:
 def _cmd_grade(args) -> int:
     from scalinglab.grading import Course, grade_submissions
     from scalinglab.grading.gradebook import collect_submissions
+    from scalinglab.grading.sandbox import available
 
     course = Course.locate()
+    if not _known_assignment(course, args.assignment, "grade"):
+        return 2
+    if not args.unsandboxed:
+        ok, why = available()
+        if not ok:
+            print(
+                f"scalinglab grade: error: no sandbox for the students' code: {why}. "
+                "Install bubblewrap, or pass --unsandboxed to grade trusted work without it.",
+                file=sys.stderr,
+            )
+            return 2
     if args.submissions:
         pairs = [_parse_submission(s) for s in args.submissions]
     else:
-        pairs = collect_submissions(course, args.assignment)
+        pairs = collect_submissions(
+            course, args.assignment, warn=lambda m: print(f"warning: {m}", file=sys.stderr)
+        )
     if not pairs:
-        print(f"no submissions found for {args.assignment}", file=sys.stderr)
+        print(
+            f"scalinglab grade: error: no submissions of {args.assignment} found "
+            f"(looked for {course.root / 'submitted'}/STUDENT/{args.assignment}/*.ipynb)",
+            file=sys.stderr,
+        )
         return 2
+    jobs = args.jobs or os.cpu_count() or 1
     reports = grade_submissions(
         args.assignment,
         pairs,
@@ -115,6 +188,14 @@ def _cmd_grade(args) -> int:
         timeout=args.timeout,
         cell_timeout=args.cell_timeout,
         on_report=lambda r: print(r.summary(), flush=True),
+        sandbox=not args.unsandboxed,
+        limits={
+            "memory_bytes": int(args.memory_limit * 2**30),
+            "processes": args.process_limit,
+        },
+        jobs=jobs,
+        feedback_root=None if args.no_feedback else course.root,
+        progress=sys.stderr.isatty(),
     )
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
@@ -125,6 +206,11 @@ def _cmd_grade(args) -> int:
     failed = [r for r in reports if r.error]
     if failed:
         print(f"{len(failed)} submission(s) could not be fully graded (scored as shown)")
+    if not args.no_feedback:
+        print(
+            f"feedback for students: {course.root / 'feedback'}/STUDENT/{args.assignment}/; "
+            f"autograded notebooks: {course.root / 'autograded'}/"
+        )
     return 1 if failed else 0
 
 
@@ -168,7 +254,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="assignment to release, e.g. 01-softmax-cross-entropy (see: scalinglab list)",
     )
     p.add_argument("--all", action="store_true", help="release every assignment")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite released notebooks even where they hold someone's work",
+    )
     p.set_defaults(func=_cmd_release)
+
+    p = add(
+        "start",
+        "copy an exercise into your work folder (students)",
+        "Copy the exercise notebook of an assignment to WORK_DIR/ASSIGNMENT/, a folder git\n"
+        "ignores, and work there: exercises/ is regenerated by the course and would lose\n"
+        "your changes.",
+        "example:\n  scalinglab start 01-softmax-cross-entropy\n"
+        "  jupyter lab work/01-softmax-cross-entropy/01-softmax-cross-entropy.ipynb",
+    )
+    p.add_argument("assignment", help="e.g. 01-softmax-cross-entropy (see: scalinglab list)")
+    p.add_argument("--dir", default="work", metavar="WORK_DIR", help="where your copies live")
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing copy (its work is lost)"
+    )
+    p.set_defaults(func=_cmd_start)
 
     p = add(
         "validate",
@@ -228,6 +335,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--csv", metavar="FILE", help="also write the scores to this CSV file (default: none)"
+    )
+    p.add_argument(
+        "--memory-limit",
+        type=float,
+        default=4,
+        metavar="GIB",
+        help="address space of each of a submission's processes, in GiB",
+    )
+    p.add_argument(
+        "--process-limit",
+        type=int,
+        default=256,
+        metavar="N",
+        help="processes and threads a submission may run at once",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="submissions graded at once (default: the number of CPU cores)",
+    )
+    p.add_argument(
+        "--no-feedback",
+        action="store_true",
+        help="do not write autograded/ notebooks and feedback/ HTML files",
+    )
+    p.add_argument(
+        "--unsandboxed",
+        action="store_true",
+        help="run the students' code without the OS sandbox (bubblewrap): only for trusted "
+        "notebooks or a machine without bubblewrap; verdicts are still decided outside the "
+        "students' code, but their code can read and write what you can",
     )
     p.set_defaults(func=_cmd_grade)
 

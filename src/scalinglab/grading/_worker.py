@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 
+from scalinglab.grading.autograde import thread_env
 from scalinglab.grading.checker import check_notebook_against
 from scalinglab.grading.sandbox import Limits
 
@@ -38,7 +39,7 @@ def main() -> int:
         cell_timeout=job["cell_timeout"],
         timeout=job["timeout"],
         secret_paths=[Path(p) for p in job["secret"]] + [Path(job["source"]).parent],
-        env={"NBGRADER_EXECUTION": "autograde"},
+        env={"NBGRADER_EXECUTION": "autograde", **thread_env(job.get("threads"))},
         on_event=emit,
         limits=limits,
     )

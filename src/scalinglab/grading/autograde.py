@@ -88,6 +88,7 @@ def autograde(
     cell_timeout: float | None = None,
     sandbox: bool = True,
     limits: dict | None = None,
+    threads: int | None = None,
 ) -> GradeReport:
     """Autograde ``notebook`` as ``student``'s submission of ``assignment``.
 
@@ -95,7 +96,8 @@ def autograde(
     :class:`SandboxUnavailable` where there is none; ``sandbox=False`` runs it as an
     ordinary process (for trusted notebooks, or a machine without bubblewrap). Never raises
     because of the submission: an unreadable file, a crash or a timeout gives a report
-    with 0 on the parts not passed and an ``error`` line.
+    with 0 on the parts not passed and an ``error`` line. ``threads`` caps the BLAS/OpenMP
+    threads of the grader and the student (when several submissions are graded at once).
     """
     from scalinglab.grading import sandbox as os_sandbox
 
@@ -129,6 +131,7 @@ def autograde(
             "timeout": float(timeout),
             "secret": [str(course.root), str(Path(notebook).resolve()), str(Path.cwd())],
             "limits": limits or {},
+            "threads": threads,
         }
         _run_worker(job, report, Path(tmp))
     report.elapsed = time.monotonic() - started
@@ -152,7 +155,7 @@ def _run_worker(job: dict, report: GradeReport, tmp: Path) -> None:
         stderr=open(tmp / "worker.log", "wb"),  # noqa: SIM115 -- closed with the folder
         start_new_session=True,
         cwd=tmp,
-        env={**os.environ, "SCALINGLAB_DEVICE": "cpu", "MPLBACKEND": "Agg"},
+        env={**os.environ, **thread_env(job.get("threads")), "MPLBACKEND": "Agg"},
     )
     proc.stdin.write(json.dumps(job).encode())
     proc.stdin.close()
@@ -184,6 +187,15 @@ def _run_worker(job: dict, report: GradeReport, tmp: Path) -> None:
     elif not state["done"]:
         log = (tmp / "worker.log").read_text(errors="replace").strip().splitlines()
         report.error = "the grader's worker failed: " + (log[-1] if log else "no output")
+
+
+def thread_env(threads: int | None) -> dict[str, str]:
+    """Grading runs on the CPU; with ``threads``, BLAS and OpenMP use no more than that."""
+    env = {"SCALINGLAB_DEVICE": "cpu"}
+    if threads:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[name] = str(threads)
+    return env
 
 
 def _apply_event(line: bytes, report: GradeReport, state: dict) -> None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from scalinglab.grading.autograde import DEFAULT_TIMEOUT, UNGRADABLE, GradeReport, autograde
@@ -34,25 +37,49 @@ def register_assignment(course: Course, assignment: str, db_path: Path) -> None:
         generate(course, assignment, Path(tmp) / "release", db_path)
 
 
-def record(report: GradeReport, db_path: Path) -> None:
+def submission_timestamp(notebook: Path) -> datetime:
+    """When the work was handed in: nbgrader's ``timestamp.txt`` next to the notebook if
+    there is one, else the notebook's modification time (UTC)."""
+    stamp = Path(notebook).parent / "timestamp.txt"
+    if stamp.is_file():
+        try:
+            from nbgrader.utils import parse_utc
+
+            return parse_utc(stamp.read_text().strip()).replace(tzinfo=None)
+        except Exception:  # noqa: BLE001 -- an unreadable stamp falls back to the mtime
+            pass
+    return datetime.fromtimestamp(Path(notebook).stat().st_mtime, tz=timezone.utc).replace(
+        tzinfo=None
+    )
+
+
+def record(report: GradeReport, db_path: Path, timestamp: datetime | None = None) -> None:
     """Write one report's auto-scores into the gradebook in a single transaction, each
     clamped to its part's points (which the gradebook holds from the source notebook)."""
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{db_path}") as gb:
-        try:
-            gb.update_or_create_student(report.student)
-            submission = gb.update_or_create_submission(report.assignment, report.student)
-            for notebook in submission.notebooks:
-                for grade in notebook.grades:
-                    if grade.name in report.parts:
-                        score, points = report.parts[grade.name]
-                        ceiling = min(points, float(grade.max_score or 0.0))
-                        grade.auto_score = min(max(float(score), 0.0), ceiling)
-            gb.db.commit()
-        except Exception:
-            gb.db.rollback()
-            raise
+    with warnings.catch_warnings():
+        # nbgrader's update_or_create_submission adds rows through relationships before the
+        # session knows them; SQLAlchemy warns, then inserts them on commit all the same
+        # (the tests read every row back), so the warning says nothing to an instructor.
+        warnings.filterwarnings("ignore", message=".*not in session.*")
+        with Gradebook(f"sqlite:///{db_path}") as gb:
+            try:
+                gb.update_or_create_student(report.student)
+                extra = {"timestamp": timestamp} if timestamp else {}
+                submission = gb.update_or_create_submission(
+                    report.assignment, report.student, **extra
+                )
+                for notebook in submission.notebooks:
+                    for grade in notebook.grades:
+                        if grade.name in report.parts:
+                            score, points = report.parts[grade.name]
+                            ceiling = min(points, float(grade.max_score or 0.0))
+                            grade.auto_score = min(max(float(score), 0.0), ceiling)
+                gb.db.commit()
+            except Exception:
+                gb.db.rollback()
+                raise
 
 
 def grade_submissions(
@@ -65,6 +92,9 @@ def grade_submissions(
     on_report: Callable[[GradeReport], None] | None = None,
     sandbox: bool = True,
     limits: dict | None = None,
+    jobs: int = 1,
+    feedback_root: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> list[GradeReport]:
     """Autograde ``(student_id, notebook_path)`` pairs and record them in ``gradebook``.
 
@@ -75,15 +105,30 @@ def grade_submissions(
     not a notebook gets a report with its error and is *not* recorded: nothing was
     submitted that could be graded. ``sandbox`` and ``limits`` are passed to
     :func:`autograde`.
+
+    ``jobs`` submissions are graded at once, each in its own worker and sandbox; only this
+    process writes the gradebook, in the order the grades arrive, one transaction each; the
+    reports come back in the order of ``submissions`` and do not depend on ``jobs``. With
+    ``feedback_root`` (usually the course folder), each recorded submission also gets its
+    autograded notebook and HTML feedback there (:mod:`scalinglab.grading.feedback`).
     """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     course = course or Course.locate()
     course.check_assignment(assignment)
     db_path = Path(gradebook).resolve()
+    db_path.parent.mkdir(parents=True, exist_ok=True)
     _check_integrity(db_path)
     register_assignment(course, assignment, db_path)
-    reports = []
-    for student, notebook in submissions:
-        report = autograde(
+    pairs = [(student, Path(notebook)) for student, notebook in submissions]
+    jobs = max(1, min(int(jobs), len(pairs) or 1))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    limits = dict(limits or {})
+    reports: dict[int, GradeReport] = {}
+
+    def grade(pair):
+        student, notebook = pair
+        return autograde(
             notebook,
             assignment,
             course=course,
@@ -92,20 +137,62 @@ def grade_submissions(
             cell_timeout=cell_timeout,
             sandbox=sandbox,
             limits=limits,
+            threads=threads,
         )
-        if not report.error or not report.error.startswith(UNGRADABLE):
-            record(report, db_path)
-            _check_integrity(db_path)
-        reports.append(report)
-        if on_report:
-            on_report(report)
-    return reports
+
+    bar = _progress_bar(len(pairs), progress)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(grade, pair): i for i, pair in enumerate(pairs)}
+        for future in as_completed(futures):
+            i = futures[future]
+            report = future.result()
+            student, notebook = pairs[i]
+            if not report.error or not report.error.startswith(UNGRADABLE):
+                record(report, db_path, submission_timestamp(notebook))
+                _check_integrity(db_path)
+                if feedback_root is not None:
+                    from scalinglab.grading.feedback import write_feedback
+
+                    write_feedback(report, notebook, course, feedback_root)
+            reports[i] = report
+            bar.update(1)
+            if on_report:
+                on_report(report)
+    bar.close()
+    return [reports[i] for i in range(len(pairs))]
 
 
-def collect_submissions(course: Course, assignment: str) -> list[tuple[str, Path]]:
-    """nbgrader's layout: ``submitted/<student>/<assignment>/*.ipynb``."""
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="submission", disable=not enabled, file=sys.stderr)
+
+
+def collect_submissions(
+    course: Course, assignment: str, warn: Callable[[str], None] | None = None
+) -> list[tuple[str, Path]]:
+    """nbgrader's layout: ``submitted/<student>/<assignment>/<notebook>.ipynb``.
+
+    A folder with several notebooks contributes the one named like the assignment's
+    notebook; the others are reported through ``warn`` and skipped. A folder with none of
+    that name contributes its only notebook, or nothing (with a warning) if there are
+    several.
+    """
+    from scalinglab.grading.course import source_notebook_path
+
+    expected = source_notebook_path(assignment, course).name
     pairs = []
     for folder in sorted((course.root / "submitted").glob(f"*/{assignment}")):
-        for nb in sorted(folder.glob("*.ipynb")):
-            pairs.append((folder.parent.name, nb))
+        notebooks = sorted(folder.glob("*.ipynb"))
+        chosen = [nb for nb in notebooks if nb.name == expected] or (
+            notebooks if len(notebooks) == 1 else []
+        )
+        ignored = [nb for nb in notebooks if nb not in chosen]
+        if warn and ignored:
+            what = "graded " + chosen[0].name if chosen else f"none is named {expected}"
+            warn(
+                f"{folder.parent.name}: {len(notebooks)} notebooks in {folder} ({what}; "
+                f"ignored: {', '.join(nb.name for nb in ignored)})"
+            )
+        pairs += [(folder.parent.name, nb) for nb in chosen]
     return pairs

@@ -56,15 +56,60 @@ def generate(course: Course, assignment: str, release_dir: Path, db_path: Path) 
         )
 
 
+class WouldDiscardWork(RuntimeError):
+    """Releasing would overwrite notebooks that hold someone's work."""
+
+
+def signs_of_work(notebook: Path) -> list[str]:
+    """Why ``notebook`` looks like someone's work rather than a fresh release: outputs or
+    execution counts (a release has none), or a solution cell whose stub is gone."""
+    import nbformat
+
+    from scalinglab.grading.notebooks import nbgrader_meta
+
+    try:
+        nb = nbformat.read(notebook, 4)
+    except Exception:  # noqa: BLE001 -- an unreadable file is not a release either
+        return ["it is not a readable notebook"]
+    signs = []
+    if any(c.get("outputs") or c.get("execution_count") for c in nb.cells if c.cell_type == "code"):
+        signs.append("it has been run (cells have outputs)")
+    edited = [
+        nbgrader_meta(c).get("grade_id", "?")
+        for c in nb.cells
+        if nbgrader_meta(c).get("solution")
+        and c.cell_type == "code"
+        and "NotImplementedError" not in c.source
+    ]
+    if edited:
+        signs.append(f"solution cells {', '.join(edited)} have been filled in")
+    return signs
+
+
 def release(
-    assignment: str, course: Course | None = None, release_dir: str | Path | None = None
+    assignment: str,
+    course: Course | None = None,
+    release_dir: str | Path | None = None,
+    force: bool = False,
 ) -> list[Path]:
     """Regenerate the release of ``assignment`` (default: into the course's ``exercises/``)
     and return the released notebooks. The gradebook written on the way is thrown away:
-    releasing never touches the instructor's gradebook."""
+    releasing never touches the instructor's gradebook.
+
+    A released notebook that looks like someone's work (:func:`signs_of_work`: a student
+    who worked in ``exercises/``) is not overwritten unless ``force``:
+    :class:`WouldDiscardWork` says which file and why."""
     course = course or Course.locate()
     course.check_assignment(assignment)
     release_dir = Path(release_dir) if release_dir else course.release_dir
+    if not force:
+        for existing in sorted((release_dir / assignment).glob("*.ipynb")):
+            signs = signs_of_work(existing)
+            if signs:
+                raise WouldDiscardWork(
+                    f"{existing} holds work that a release would discard ({'; '.join(signs)}); "
+                    "copy it elsewhere (scalinglab start makes a work copy), or pass --force"
+                )
     with tempfile.TemporaryDirectory(prefix="scalinglab-release-") as tmp:
         generate(course, assignment, release_dir, Path(tmp) / "gradebook.db")
     return sorted((release_dir / assignment).glob("*.ipynb"))
