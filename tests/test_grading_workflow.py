@@ -170,3 +170,12 @@ def test_bad_inputs_get_one_line_and_no_traceback(argv, message, course):
     assert run.returncode == 2, run.stderr
     assert message in run.stderr
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_nbgrader_list_works_with_the_course_exchange(course):
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    run = subprocess.run(
+        ["nbgrader", "list"], capture_output=True, text=True, cwd=course.root, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Released assignments" in run.stderr + run.stdout
