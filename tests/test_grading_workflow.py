@@ -179,3 +179,12 @@ def test_nbgrader_list_works_with_the_course_exchange(course):
     )
     assert run.returncode == 0, run.stderr
     assert "Released assignments" in run.stderr + run.stdout
+
+
+def test_grade_refuses_without_a_sandbox_unless_told(course, monkeypatch, capsys):
+    import scalinglab.grading.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "available", lambda: (False, "bubblewrap is not installed"))
+    assert main(["grade", A, "x=missing.ipynb", "--gradebook", "/nonexistent/gb.db"]) == 2
+    err = capsys.readouterr().err
+    assert "no sandbox" in err and "--unsandboxed" in err and len(err.strip().splitlines()) == 1

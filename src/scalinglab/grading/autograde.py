@@ -119,7 +119,7 @@ def autograde(
         report.error = f"{UNGRADABLE}: {type(exc).__name__}: {str(exc)[:200]}"
         return report
 
-    with tempfile.TemporaryDirectory(prefix="scalinglab-grade-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="scalinglab-grade-", ignore_cleanup_errors=True) as tmp:
         os.chmod(tmp, 0o700)
         private_copy = Path(tmp) / "submission.ipynb"
         shutil.copy(notebook, private_copy)

@@ -17,9 +17,17 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scalinglab.grading.autograde import DEFAULT_TIMEOUT, UNGRADABLE, GradeReport, autograde
+from scalinglab.grading.autograde import (
+    DEFAULT_TIMEOUT,
+    UNGRADABLE,
+    GradeReport,
+    SandboxUnavailable,
+    autograde,
+)
 from scalinglab.grading.course import Course
 from scalinglab.grading.release import generate
+
+GRADER_ERROR = "not graded (the grader failed, not the submission)"
 
 
 def _check_integrity(db_path: Path) -> None:
@@ -145,9 +153,14 @@ def grade_submissions(
         futures = {pool.submit(grade, pair): i for i, pair in enumerate(pairs)}
         for future in as_completed(futures):
             i = futures[future]
-            report = future.result()
             student, notebook = pairs[i]
-            if not report.error or not report.error.startswith(UNGRADABLE):
+            try:
+                report = future.result()
+            except SandboxUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- a grader bug must not stop the batch
+                report = GradeReport(assignment, student, error=f"{GRADER_ERROR}: {exc!r}")
+            if not report.error or not report.error.startswith((UNGRADABLE, GRADER_ERROR)):
                 record(report, db_path, submission_timestamp(notebook))
                 _check_integrity(db_path)
                 if feedback_root is not None:

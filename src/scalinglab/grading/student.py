@@ -44,7 +44,10 @@ class StudentProcess:
         workdir: Path | None = None,
     ):
         self.sandboxed = sandboxed
-        self._tmp = tempfile.TemporaryDirectory(prefix="scalinglab-student-")
+        # cleanup errors (a file appearing while the folder is removed) never stop a batch
+        self._tmp = tempfile.TemporaryDirectory(
+            prefix="scalinglab-student-", ignore_cleanup_errors=True
+        )
         root = Path(self._tmp.name)
         os.chmod(root, 0o700)
         self.home = root / "home"
