@@ -86,7 +86,7 @@ def _encode(obj: Any, allow_pickle: bool, depth: int) -> Any:
 
 
 def _array_fields(arr: np.ndarray) -> dict:
-    arr = np.ascontiguousarray(arr)
+    arr = np.array(arr, order="C", copy=True)  # (np.ascontiguousarray would make 0-d arrays 1-d)
     return {
         "dtype": arr.dtype.str,
         "shape": list(arr.shape),
