@@ -110,9 +110,7 @@ def test_sampled_test_set_can_score_below_the_floor():
     """Gibbs bounds the expected loss; a finite sample fluctuates around it. The page's
     sample (rng seeded 0 after seed_everything(0)) scores 1.2442 < h = 1.2486, and over
     many samples the source's own score is below h about half the time."""
-    scores = np.array(
-        [SOURCE.true_log_loss(SOURCE.sample(10, 1_000, rng=k)) for k in range(60)]
-    )
+    scores = np.array([SOURCE.true_log_loss(SOURCE.sample(10, 1_000, rng=k)) for k in range(60)])
     h = SOURCE.entropy_rate()
     assert 0.25 < np.mean(scores < h) < 0.75
     # the spread is sampling noise of the right size: |mean - h| is within 3 standard errors
