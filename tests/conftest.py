@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 
 from scalinglab.grading import Course
+from scalinglab.grading.sandbox import available
 
 ROOT = Path(__file__).resolve().parents[1]
+# Grade in the OS sandbox where bubblewrap works (CI installs it); elsewhere the scoring
+# tests still run, unsandboxed, and the security tests skip (tests/test_grading_hostile.py).
+SANDBOX, NO_SANDBOX_REASON = available()
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +46,7 @@ def assert_mistakes_cost(course, tmp_path, assignment, replacements, points_lost
     wrong = with_solution_replaced(
         source_notebook_path(assignment, course), replacements, tmp_path / "wrong.ipynb"
     )
-    report = autograde(wrong, assignment, course)
+    report = autograde(wrong, assignment, course, sandbox=SANDBOX)
     assert report.error is None, report.summary()
     assert report.lost() == sorted(points_lost), report.summary()
     for part, points in points_lost.items():

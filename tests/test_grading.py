@@ -12,7 +12,7 @@ import json
 import nbformat
 import pytest
 
-from conftest import assignments
+from conftest import SANDBOX, assignments
 from scalinglab.grading import (
     autograde,
     find_leaks,
@@ -64,7 +64,9 @@ def test_release_is_fresh_and_leak_free(assignment, course, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_solution_scores_full_marks(assignment, course):
-    report = autograde(source_notebook_path(assignment, course), assignment, course)
+    report = autograde(
+        source_notebook_path(assignment, course), assignment, course, sandbox=SANDBOX
+    )
     assert report.error is None, report.summary()
     assert report.max_score > 0
     assert report.score == report.max_score, report.summary()
@@ -73,7 +75,9 @@ def test_solution_scores_full_marks(assignment, course):
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_untouched_release_scores_zero(assignment, course):
-    report = autograde(release_notebook_path(assignment, course), assignment, course)
+    report = autograde(
+        release_notebook_path(assignment, course), assignment, course, sandbox=SANDBOX
+    )
     assert report.error is None, report.summary()
     assert report.score == 0, report.summary()
     assert report.max_score > 0

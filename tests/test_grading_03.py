@@ -6,7 +6,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from conftest import assert_mistakes_cost
+from conftest import SANDBOX, assert_mistakes_cost
 from scalinglab.grading import (
     autograde,
     check_notebook,
@@ -66,6 +66,6 @@ def test_ignoring_duplicates_passes_visible_tests_but_not_hidden_ones(course, tm
     nbformat.write(student, path)
     visible = {r.grade_id: r.passed for r in check_notebook(path)}
     assert all(visible.values()), visible
-    report = autograde(path, A, course)
+    report = autograde(path, A, course, sandbox=SANDBOX)
     assert report.error is None, report.summary()
     assert report.lost() == ["test_twonn_fit", "test_twonn_ratios"]

@@ -3,13 +3,14 @@
 - :func:`release` regenerates ``exercises/<assignment>`` from ``solutions/<assignment>``.
 - :func:`check_notebook` runs a student's notebook and reports, part by part, which of the
   visible tests pass (the ``scalinglab validate`` command).
-- :func:`autograde` grades one submission with the real ``nbgrader autograde`` inside an
-  isolated temporary course (hidden tests included), under a time limit.
+- :func:`autograde` grades one submission: the student's code runs in an OS sandbox
+  (:mod:`~scalinglab.grading.sandbox`), the verdicts are decided outside it
+  (:mod:`~scalinglab.grading.checker`), hidden tests included, under a time limit.
 - :func:`grade_submissions` grades many and records the scores in the course gradebook
   (an nbgrader SQLite database) in one transaction per submission.
 """
 
-from scalinglab.grading.autograde import GradeReport, autograde
+from scalinglab.grading.autograde import GradeReport, SandboxUnavailable, autograde
 from scalinglab.grading.check import PartResult, check_notebook
 from scalinglab.grading.course import (
     Course,
@@ -25,6 +26,7 @@ __all__ = [
     "Course",
     "GradeReport",
     "PartResult",
+    "SandboxUnavailable",
     "autograde",
     "check_notebook",
     "find_course_root",

@@ -1,45 +1,50 @@
 """Worker process of :func:`scalinglab.grading.autograde` (run with ``python -m``).
 
-Generates the assignment's gradebook (with the hidden tests) into a temporary course
-that holds nothing but that gradebook and the submission, then runs ``nbgrader
-autograde`` there. The solutions stay in the real course, outside the temporary folder.
-Exits non-zero with nbgrader's log on failure.
+Reads a job (JSON) on standard input: the source notebook with the hidden tests, the
+private copy of the submission, the limits. Runs the submission against the tests
+(:func:`scalinglab.grading.checker.check_notebook_against`) and writes one JSON event per
+line on standard output -- ``start`` and ``verdict`` for each part, ``note`` for repaired
+cells, ``done`` at the end -- so the parent keeps every verdict reached even if this
+process is killed.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
-from scalinglab.grading.course import Course
-from scalinglab.grading.release import generate, nbgrader_api
+import nbformat
+
+from scalinglab.grading.checker import check_notebook_against
+from scalinglab.grading.sandbox import Limits
 
 
-def main(job_json: str) -> int:
-    job = json.loads(job_json)
-    tmp = Path(job["tmp"])
-    assignment, student = job["assignment"], job["student"]
-    course = Course(Path(job["course_root"]))
-    db = tmp / "gradebook.db"
-    generate(course, assignment, tmp / "release", db)
-    shutil.rmtree(tmp / "release")  # only the gradebook is needed to grade
-    api = nbgrader_api(
-        course,
-        root=str(tmp),
-        source_directory="source",  # absent: no source file is copied next to the submission
-        submitted_directory="submitted",
-        autograded_directory="autograded",
-        db_url=f"sqlite:///{db}",
-        cell_timeout=job.get("cell_timeout"),
+def main() -> int:
+    job = json.loads(sys.stdin.read())
+    out = sys.stdout
+
+    def emit(event: dict) -> None:
+        out.write(json.dumps(event) + "\n")
+        out.flush()
+
+    source = nbformat.read(job["source"], 4)
+    submission = nbformat.read(job["submission"], 4)
+    limits = Limits(**job.get("limits", {}))
+    check_notebook_against(
+        submission,
+        source,
+        sandboxed=job["sandbox"],
+        cell_timeout=job["cell_timeout"],
+        timeout=job["timeout"],
+        secret_paths=[Path(p) for p in job["secret"]] + [Path(job["source"]).parent],
+        env={"NBGRADER_EXECUTION": "autograde"},
+        on_event=emit,
+        limits=limits,
     )
-    result = api.autograde(assignment, student, force=True, create=True)
-    if not result["success"]:
-        print(result.get("error") or "", result.get("log") or "", sep="\n")
-        return 1
+    emit({"event": "done"})
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main())

@@ -1,21 +1,29 @@
-"""Grade one submission with the real ``nbgrader autograde``, isolated and time-limited.
+"""Grade one submission: sandboxed student code, verdicts decided by the grader.
 
-Each submission is graded in its own throw-away course folder: the assignment is
-generated there from the sources (so the gradebook holds the hidden tests), the source
-notebooks are then removed, and ``nbgrader autograde`` runs in a separate process group
-with a wall-clock limit. Whatever the submission does -- loop forever, crash the kernel,
-delete files next to it -- the caller gets a :class:`GradeReport`, never an exception,
-and the instructor's gradebook is not within its reach.
+:func:`autograde` starts a trusted worker process (:mod:`scalinglab.grading._worker`)
+that holds the assignment's tests, hidden ones included, and runs the submission's cells
+in a student interpreter inside the OS sandbox (:mod:`scalinglab.grading.sandbox`). The
+worker decides each part's verdict in its own namespace (:mod:`scalinglab.grading.checker`)
+and streams it to this process as soon as it is known, so a submission that crashes or
+stalls in part 4 keeps the points it earned in parts 1-3. This process enforces the
+wall-clock limit: past it the worker and everything below it are killed, whatever the
+submission does, and the parts not reached score 0.
+
+Points come from the source notebook's metadata, never from anything the submission
+could write: a part that passes gets its points, one that fails gets 0.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,16 +33,28 @@ from scalinglab.grading.course import Course, source_notebook_path
 from scalinglab.grading.notebooks import graded_parts
 
 DEFAULT_TIMEOUT = 900  # seconds for a whole submission; the contract asks for <= 120 s
+DEFAULT_CELL_TIMEOUT = 300  # seconds for one cell or one call of a student function
+KILL_GRACE = 5.0  # seconds between the limit and the worker's forced end
+UNGRADABLE = "not a notebook"  # how the error of a missing or unreadable file begins
+
+
+class SandboxUnavailable(RuntimeError):
+    """Grading was asked to sandbox the student's code and cannot here."""
 
 
 @dataclass
 class GradeReport:
-    """Points per graded part (``grade_id -> (score, max_points)``) of one submission."""
+    """Points per graded part (``grade_id -> (score, max_points)``) of one submission,
+    what went wrong in the parts that failed, and at most one error line for the whole."""
 
     assignment: str
     student: str
     parts: dict[str, tuple[float, float]] = field(default_factory=dict)
     error: str | None = None
+    messages: dict[str, str] = field(default_factory=dict)  # grade_id -> why it failed
+    outputs: dict[str, str] = field(default_factory=dict)  # grade_id -> visible output
+    notes: list[str] = field(default_factory=list)  # repaired cells and the like
+    elapsed: float = 0.0
 
     @property
     def score(self) -> float:
@@ -50,7 +70,10 @@ class GradeReport:
 
     def summary(self) -> str:
         lines = [f"{self.student} / {self.assignment}: {self.score:g} / {self.max_score:g}"]
-        lines += [f"  {k:<28} {s:g} / {m:g}" for k, (s, m) in sorted(self.parts.items())]
+        for k, (s, m) in self.parts.items():
+            why = f"  ({self.messages[k][:150]})" if s < m and self.messages.get(k) else ""
+            lines.append(f"  {k:<28} {s:g} / {m:g}{why}")
+        lines += [f"  note: {note}" for note in self.notes]
         if self.error:
             lines.append(f"  error: {self.error}")
         return "\n".join(lines)
@@ -63,101 +86,140 @@ def autograde(
     student: str = "student",
     timeout: float = DEFAULT_TIMEOUT,
     cell_timeout: float | None = None,
+    sandbox: bool = True,
+    limits: dict | None = None,
 ) -> GradeReport:
     """Autograde ``notebook`` as ``student``'s submission of ``assignment``.
 
-    Returns a report with one entry per graded part. A submission that cannot be read,
-    runs past ``timeout`` seconds or breaks nbgrader scores 0 on every part and the
-    report's ``error`` says why.
+    ``sandbox=True`` (the default) runs the student's code in the OS sandbox and raises
+    :class:`SandboxUnavailable` where there is none; ``sandbox=False`` runs it as an
+    ordinary process (for trusted notebooks, or a machine without bubblewrap). Never raises
+    because of the submission: an unreadable file, a crash or a timeout gives a report
+    with 0 on the parts not passed and an ``error`` line.
     """
+    from scalinglab.grading import sandbox as os_sandbox
+
+    if sandbox:
+        ok, why = os_sandbox.available()
+        if not ok:
+            raise SandboxUnavailable(why)
     course = course or Course.locate()
     source = source_notebook_path(assignment, course)
-    zero = {part.grade_id: (0.0, part.points) for part in graded_parts(nbformat.read(source, 4))}
-    report = GradeReport(assignment, student, dict(zero))
+    parts = graded_parts(nbformat.read(source, 4))
+    report = GradeReport(assignment, student, {p.grade_id: (0.0, p.points) for p in parts})
+    started = time.monotonic()
+    if not Path(notebook).is_file():
+        report.error = f"{UNGRADABLE}: {notebook} does not exist"
+        return report
     try:
         nbformat.validate(nbformat.read(notebook, 4))
     except Exception as exc:  # noqa: BLE001 -- any unreadable file is the submission's fault
-        report.error = f"not a valid notebook: {type(exc).__name__}: {exc}"
+        report.error = f"{UNGRADABLE}: {type(exc).__name__}: {str(exc)[:200]}"
         return report
 
     with tempfile.TemporaryDirectory(prefix="scalinglab-grade-") as tmp:
-        tmp = Path(tmp)
-        submitted = tmp / "submitted" / student / assignment
-        submitted.mkdir(parents=True)
-        # nbgrader matches submissions to the assignment by notebook name.
-        shutil.copy(notebook, submitted / source.name)
+        os.chmod(tmp, 0o700)
+        private_copy = Path(tmp) / "submission.ipynb"
+        shutil.copy(notebook, private_copy)
         job = {
-            "course_root": str(course.root),
-            "tmp": str(tmp),
-            "assignment": assignment,
-            "student": student,
-            "cell_timeout": cell_timeout,
+            "source": str(source),
+            "submission": str(private_copy),
+            "sandbox": bool(sandbox),
+            "cell_timeout": float(cell_timeout or _configured_cell_timeout(course)),
+            "timeout": float(timeout),
+            "secret": [str(course.root), str(Path(notebook).resolve()), str(Path.cwd())],
+            "limits": limits or {},
         }
-        error = _run_worker(job, timeout)
-        scores = _read_scores(tmp / "gradebook.db", assignment, student)
-    for grade_id, (score, max_points) in scores.items():
-        if grade_id in report.parts:
-            report.parts[grade_id] = (score, max_points)
-    report.error = error
+        _run_worker(job, report, Path(tmp))
+    report.elapsed = time.monotonic() - started
     return report
 
 
-def _run_worker(job: dict, timeout: float) -> str | None:
-    """Run :mod:`scalinglab.grading._worker` on ``job``; return an error message or None."""
-    cmd = [sys.executable, "-m", "scalinglab.grading._worker", json.dumps(job)]
+def _configured_cell_timeout(course: Course) -> float:
+    try:
+        value = course.config().Execute.timeout
+        return float(value) if isinstance(value, (int, float)) else DEFAULT_CELL_TIMEOUT
+    except Exception:  # noqa: BLE001
+        return DEFAULT_CELL_TIMEOUT
+
+
+def _run_worker(job: dict, report: GradeReport, tmp: Path) -> None:
+    """Run the worker; fold its event stream into ``report``; enforce the wall clock."""
     proc = subprocess.Popen(
-        cmd,
+        [sys.executable, "-m", "scalinglab.grading._worker"],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=open(tmp / "worker.log", "wb"),  # noqa: SIM115 -- closed with the folder
         start_new_session=True,
-        cwd=job["tmp"],
-        text=True,
+        cwd=tmp,
+        env={**os.environ, "SCALINGLAB_DEVICE": "cpu", "MPLBACKEND": "Agg"},
     )
+    proc.stdin.write(json.dumps(job).encode())
+    proc.stdin.close()
+    deadline = time.monotonic() + job["timeout"] + KILL_GRACE
+    state = {"current": None, "done": False, "failure": None}
+    buffer = b""
+    fd = proc.stdout.fileno()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if not readable:
+            break
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            _apply_event(line, report, state)
+    timed_out = not state["done"] and time.monotonic() >= deadline
+    _kill_group(proc)
+    if state["failure"]:
+        report.error = state["failure"]
+    elif timed_out:
+        where = f" in part {state['current']}" if state["current"] else ""
+        report.error = f"timed out after {job['timeout']:g} s{where}; parts not reached score 0"
+    elif not state["done"]:
+        log = (tmp / "worker.log").read_text(errors="replace").strip().splitlines()
+        report.error = "the grader's worker failed: " + (log[-1] if log else "no output")
+
+
+def _apply_event(line: bytes, report: GradeReport, state: dict) -> None:
     try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
-        proc.communicate()
-        return f"timed out after {timeout:g} s; parts not reached score 0"
-    if proc.returncode != 0:
-        return f"nbgrader autograde failed (exit {proc.returncode}):\n{out[-4000:]}"
-    return None
-
-
-def _kill_tree(pid: int) -> None:
-    """Kill a process and all its descendants (the kernel runs in a session of its own)."""
-    import psutil
-
-    try:
-        parent = psutil.Process(pid)
-    except psutil.NoSuchProcess:
+        event = json.loads(line)
+    except ValueError:
         return
-    procs = parent.children(recursive=True) + [parent]
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=10)
+    kind = event.get("event")
+    if kind == "start":
+        state["current"] = event.get("part")
+    elif kind == "verdict":
+        part = event.get("part")
+        if part in report.parts:  # points from the source, clamped: all or nothing
+            points = report.parts[part][1]
+            report.parts[part] = (points if event.get("passed") else 0.0, points)
+            if not event.get("passed"):
+                report.messages[part] = str(event.get("message", ""))
+            report.outputs[part] = str(event.get("output", ""))
+        state["current"] = None
+    elif kind == "failure" and not state["failure"]:
+        state["failure"] = str(event.get("message", ""))[:300]
+    elif kind == "note":
+        report.notes.append(str(event.get("message", ""))[:300])
+    elif kind == "done":
+        state["done"] = True
 
 
-def _read_scores(db_path: Path, assignment: str, student: str) -> dict[str, tuple[float, float]]:
-    """Auto-scores of every autograder test cell in the temporary gradebook."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    if not db_path.exists():
-        return {}
-    scores: dict[str, tuple[float, float]] = {}
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the worker and its process group (the sandbox dies with its parent)."""
     try:
-        with Gradebook(f"sqlite:///{db_path}") as gb:
-            submission = gb.find_submission(assignment, student)
-            for notebook in submission.notebooks:
-                for grade in notebook.grades:
-                    if grade.cell.cell_type == "code":
-                        scores[grade.name] = (
-                            float(grade.auto_score or 0.0),
-                            float(grade.max_score),
-                        )
-    except (MissingEntry, Exception):  # noqa: BLE001 -- a broken temp gradebook means no scores
-        return scores
-    return scores
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    if proc.stdout:
+        proc.stdout.close()

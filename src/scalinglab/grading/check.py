@@ -1,9 +1,10 @@
 """Run a notebook and report which graded parts pass: the students' self-check.
 
-This is what ``scalinglab validate`` prints. Unlike ``nbgrader validate`` (which exits 0
-even when tests fail), the result is per part and the command's exit status says whether
-everything passed. Only the tests inside the notebook run -- for a student that is the
-visible tests of the release; the hidden ones run at grading time.
+This is what ``scalinglab validate`` prints. It uses the same engine as grading
+(:mod:`scalinglab.grading.checker`: the student's cells in one interpreter, the test cells
+judged by the grader), so a notebook that passes here passes the same visible tests when
+graded; grading adds the hidden tests and the OS sandbox. Only the tests inside the
+notebook run -- for a student, the visible tests of the release.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from pathlib import Path
 
 import nbformat
 
-from scalinglab.grading.notebooks import graded_parts
+from scalinglab.grading.autograde import DEFAULT_CELL_TIMEOUT
+
+
+class NotebookError(ValueError):
+    """The file is missing or is not a readable notebook."""
 
 
 @dataclass(frozen=True)
@@ -31,42 +36,40 @@ class PartResult:
         return "not attempted" if "NotImplementedError" in self.message else "failed"
 
 
+def read_notebook(path: str | os.PathLike):
+    """The notebook at ``path``, or :class:`NotebookError` with a one-line reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotebookError(f"{path}: no such file")
+    try:
+        nb = nbformat.read(path, 4)
+        nbformat.validate(nb)
+    except Exception as exc:  # noqa: BLE001 -- any unreadable file gets the same answer
+        raise NotebookError(f"{path}: not a valid notebook ({type(exc).__name__})") from exc
+    return nb
+
+
 def check_notebook(
-    notebook: str | os.PathLike, cell_timeout: float = 300, kernel_name: str = "python3"
+    notebook: str | os.PathLike,
+    cell_timeout: float = DEFAULT_CELL_TIMEOUT,
+    timeout: float = 3600,
 ) -> list[PartResult]:
-    """Execute ``notebook`` top to bottom (errors do not stop it) in its own folder and
-    return one :class:`PartResult` per graded test cell."""
-    from nbclient import NotebookClient
+    """Run ``notebook`` top to bottom (errors do not stop it) with its own folder as the
+    working directory and return one :class:`PartResult` per graded test cell."""
+    from scalinglab.grading.checker import check_notebook_against
 
     path = Path(notebook)
-    nb = nbformat.read(path, 4)
-    previous = os.environ.get("NBGRADER_EXECUTION")
-    os.environ["NBGRADER_EXECUTION"] = "validate"  # same switch as nbgrader validate
-    try:
-        NotebookClient(
-            nb,
-            timeout=cell_timeout,
-            kernel_name=kernel_name,
-            allow_errors=True,
-            interrupt_on_timeout=True,
-            resources={"metadata": {"path": str(path.parent.resolve())}},
-        ).execute()
-    finally:
-        if previous is None:
-            os.environ.pop("NBGRADER_EXECUTION", None)
-        else:
-            os.environ["NBGRADER_EXECUTION"] = previous
-    results = []
-    for part in graded_parts(nb):
-        errors = [o for o in nb.cells[part.index].get("outputs", []) if o.output_type == "error"]
-        if errors:
-            err = errors[0]
-            results.append(
-                PartResult(part.grade_id, part.points, False, f"{err.ename}: {err.evalue}")
-            )
-        else:
-            results.append(PartResult(part.grade_id, part.points, True))
-    return results
+    nb = read_notebook(path)
+    verdicts = check_notebook_against(
+        nb,
+        nb,
+        sandboxed=False,
+        cell_timeout=cell_timeout,
+        timeout=timeout,
+        env={"NBGRADER_EXECUTION": "validate"},
+        workdir=path.parent.resolve(),
+    )
+    return [PartResult(v.grade_id, v.points, v.passed, v.message) for v in verdicts]
 
 
 def format_results(results: list[PartResult]) -> str:
@@ -74,8 +77,9 @@ def format_results(results: list[PartResult]) -> str:
     lines = []
     for r in results:
         mark = "PASS" if r.passed else "FAIL"
-        detail = "" if r.passed else f"  ({r.status}: {r.message[:160]})"
-        lines.append(f"[{mark}] {r.grade_id:<28} {r.points:g} pt{detail}")
+        lines.append(f"[{mark}] {r.grade_id:<28} {r.points:g} pt")
+        if not r.passed:
+            lines.append(f"       {r.status}: {r.message}")
     earned = sum(r.points for r in results if r.passed)
     total = sum(r.points for r in results)
     lines.append(f"visible tests: {earned:g} / {total:g} points pass")

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from scalinglab.grading.autograde import DEFAULT_TIMEOUT, GradeReport, autograde
+from scalinglab.grading.autograde import DEFAULT_TIMEOUT, UNGRADABLE, GradeReport, autograde
 from scalinglab.grading.course import Course
 from scalinglab.grading.release import generate
 
@@ -35,7 +35,8 @@ def register_assignment(course: Course, assignment: str, db_path: Path) -> None:
 
 
 def record(report: GradeReport, db_path: Path) -> None:
-    """Write one report's auto-scores into the gradebook in a single transaction."""
+    """Write one report's auto-scores into the gradebook in a single transaction, each
+    clamped to its part's points (which the gradebook holds from the source notebook)."""
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{db_path}") as gb:
@@ -45,7 +46,9 @@ def record(report: GradeReport, db_path: Path) -> None:
             for notebook in submission.notebooks:
                 for grade in notebook.grades:
                     if grade.name in report.parts:
-                        grade.auto_score = report.parts[grade.name][0]
+                        score, points = report.parts[grade.name]
+                        ceiling = min(points, float(grade.max_score or 0.0))
+                        grade.auto_score = min(max(float(score), 0.0), ceiling)
             gb.db.commit()
         except Exception:
             gb.db.rollback()
@@ -60,13 +63,18 @@ def grade_submissions(
     timeout: float = DEFAULT_TIMEOUT,
     cell_timeout: float | None = None,
     on_report: Callable[[GradeReport], None] | None = None,
+    sandbox: bool = True,
+    limits: dict | None = None,
 ) -> list[GradeReport]:
     """Autograde ``(student_id, notebook_path)`` pairs and record them in ``gradebook``.
 
     ``timeout`` bounds each submission's wall-clock time, ``cell_timeout`` each cell's (a
     cell past it is interrupted and the notebook goes on; default: nbgrader_config.py).
     Every submission gets a report (score 0 and an ``error`` if it could not be graded);
-    ``on_report`` is called after each one is safely recorded.
+    ``on_report`` is called after each one is safely recorded. A file that is missing or is
+    not a notebook gets a report with its error and is *not* recorded: nothing was
+    submitted that could be graded. ``sandbox`` and ``limits`` are passed to
+    :func:`autograde`.
     """
     course = course or Course.locate()
     course.check_assignment(assignment)
@@ -82,9 +90,12 @@ def grade_submissions(
             student=student,
             timeout=timeout,
             cell_timeout=cell_timeout,
+            sandbox=sandbox,
+            limits=limits,
         )
-        record(report, db_path)
-        _check_integrity(db_path)
+        if not report.error or not report.error.startswith(UNGRADABLE):
+            record(report, db_path)
+            _check_integrity(db_path)
         reports.append(report)
         if on_report:
             on_report(report)

@@ -1,0 +1,243 @@
+"""Plain data between the trusted grader and the student's sandboxed interpreter.
+
+The grader decides every verdict itself, from values the student's code returned. Those
+values cross a process boundary as *plain data* only -- numbers, strings, lists, tuples,
+dicts, sets, NumPy arrays and scalars, torch tensors -- encoded as JSON with tagged
+objects. Decoding never runs code and never unpickles: whatever the student's process
+sends, the grader gets inert values (or a :class:`WireError`).
+
+The other direction (arguments the grader passes to a student's function) may also carry
+pickled objects, a trained model say: unpickling happens in the student's process, on data
+the grader made, so it endangers nobody.
+
+Messages are framed as an 8-byte big-endian length followed by UTF-8 JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+from typing import Any
+
+import numpy as np
+
+MAX_MESSAGE_BYTES = 512 * 2**20  # a message larger than this is refused
+MAX_DEPTH = 64  # nesting of lists/dicts
+# NumPy dtype kinds that are plain data: bool, signed/unsigned int, float, complex,
+# fixed-width unicode and bytes. Object arrays (kind "O") and structured types are not.
+_PLAIN_KINDS = frozenset("biufcUS")
+_TAG = "__t"
+
+
+class WireError(ValueError):
+    """A value that cannot cross the boundary (or a malformed message)."""
+
+
+def encode(obj: Any, allow_pickle: bool = False) -> Any:
+    """``obj`` as a JSON-serialisable structure. Objects that are not plain data raise
+    :class:`WireError`, or are pickled when ``allow_pickle`` (grader to student only)."""
+    return _encode(obj, allow_pickle, 0)
+
+
+def _encode(obj: Any, allow_pickle: bool, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise WireError("value nested too deeply")
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int) and type(obj) in (int, bool):
+        return obj
+    if type(obj) is float:
+        return obj
+    if type(obj) is complex:
+        return {_TAG: "complex", "re": obj.real, "im": obj.imag}
+    if isinstance(obj, np.ndarray) and obj.dtype.kind in _PLAIN_KINDS:
+        return {_TAG: "nd", **_array_fields(obj)}
+    if isinstance(obj, np.generic) and obj.dtype.kind in _PLAIN_KINDS:
+        return {_TAG: "npscalar", **_array_fields(np.asarray(obj))}
+    if _is_torch_tensor(obj):
+        return {_TAG: "tensor", "nd": _encode(_tensor_to_numpy(obj), allow_pickle, depth + 1)}
+    children = depth + 1
+    if type(obj) is list:
+        return [_encode(v, allow_pickle, children) for v in obj]
+    if type(obj) is tuple:
+        return {_TAG: "tuple", "v": [_encode(v, allow_pickle, children) for v in obj]}
+    if type(obj) in (set, frozenset):
+        return {_TAG: type(obj).__name__, "v": [_encode(v, allow_pickle, children) for v in obj]}
+    if type(obj) is dict:
+        return {
+            _TAG: "dict",
+            "v": [
+                [_encode(k, allow_pickle, children), _encode(v, allow_pickle, children)]
+                for k, v in obj.items()
+            ],
+        }
+    if allow_pickle:
+        try:
+            payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 -- lambdas, open files, ...
+            raise WireError(f"cannot pass a {type(obj).__name__} to student code: {exc}") from exc
+        return {_TAG: "pickle", "b64": base64.b64encode(payload).decode("ascii")}
+    raise WireError(
+        f"a {type(obj).__module__}.{type(obj).__qualname__} object is not plain data "
+        "(return numbers, strings, lists, tuples, dicts, NumPy arrays or torch tensors)"
+    )
+
+
+def _array_fields(arr: np.ndarray) -> dict:
+    arr = np.ascontiguousarray(arr)
+    return {
+        "dtype": arr.dtype.str,
+        "shape": list(arr.shape),
+        "b64": base64.b64encode(arr.tobytes()).decode("ascii"),
+    }
+
+
+def _is_torch_tensor(obj: Any) -> bool:
+    torch = _loaded_torch()
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def _loaded_torch():
+    """torch if this process has already imported it (never imports it just to check)."""
+    import sys
+
+    return sys.modules.get("torch")
+
+
+def _tensor_to_numpy(t) -> np.ndarray:
+    torch = _loaded_torch()
+    t = t.detach().cpu()
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()
+    return t.resolve_conj().resolve_neg().numpy()
+
+
+def decode(data: Any, allow_pickle: bool = False) -> Any:
+    """Inverse of :func:`encode`. Refuses pickles unless ``allow_pickle`` (student side)."""
+    return _decode(data, allow_pickle, 0)
+
+
+def _decode(data: Any, allow_pickle: bool, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise WireError("value nested too deeply")
+    if data is None or isinstance(data, (bool, int, float, str)):
+        return data
+    if isinstance(data, list):
+        return [_decode(v, allow_pickle, depth + 1) for v in data]
+    if not isinstance(data, dict) or not isinstance(data.get(_TAG), str):
+        raise WireError("malformed value")
+    tag = data[_TAG]
+    children = depth + 1
+    if tag == "complex":
+        return complex(float(data["re"]), float(data["im"]))
+    if tag == "nd":
+        return _array_from_fields(data)
+    if tag == "npscalar":
+        return _array_from_fields(data)[()]
+    if tag == "tensor":
+        import torch
+
+        array = _decode(data["nd"], allow_pickle, children)
+        if not isinstance(array, np.ndarray):
+            raise WireError("malformed tensor")
+        return torch.from_numpy(np.array(array)) if array.dtype.kind in "biufc" else array
+    if tag == "tuple":
+        return tuple(_decode(v, allow_pickle, children) for v in _as_list(data["v"]))
+    if tag in ("set", "frozenset"):
+        items = [_decode(v, allow_pickle, children) for v in _as_list(data["v"])]
+        try:
+            return set(items) if tag == "set" else frozenset(items)
+        except TypeError as exc:
+            raise WireError(f"unhashable set item: {exc}") from exc
+    if tag == "dict":
+        out = {}
+        for pair in _as_list(data["v"]):
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise WireError("malformed dict")
+            key = _decode(pair[0], allow_pickle, children)
+            try:
+                out[key] = _decode(pair[1], allow_pickle, children)
+            except TypeError as exc:
+                raise WireError(f"unhashable dict key: {exc}") from exc
+        return out
+    if tag == "pickle" and allow_pickle:
+        return pickle.loads(base64.b64decode(data["b64"]))
+    raise WireError(f"unknown or forbidden value tag {tag!r}")
+
+
+def _as_list(v) -> list:
+    if not isinstance(v, list):
+        raise WireError("malformed value")
+    return v
+
+
+def _array_from_fields(data: dict) -> np.ndarray:
+    try:
+        dtype = np.dtype(str(data["dtype"]))
+        shape = tuple(int(s) for s in data["shape"])
+        raw = base64.b64decode(data["b64"], validate=True)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WireError(f"malformed array: {exc}") from exc
+    if dtype.kind not in _PLAIN_KINDS or dtype.fields is not None or dtype.hasobject:
+        raise WireError(f"array dtype {dtype} is not plain data")
+    if any(s < 0 for s in shape) or int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != len(
+        raw
+    ):
+        raise WireError("array size does not match its shape")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def dump_message(message: dict) -> bytes:
+    """One framed message: 8-byte length, then JSON."""
+    body = json.dumps(message, allow_nan=True).encode("utf-8")
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise WireError(f"message of {len(body)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    return len(body).to_bytes(8, "big") + body
+
+
+def parse_body(body: bytes) -> dict:
+    try:
+        message = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise WireError(f"malformed message: {exc}") from exc
+    if not isinstance(message, dict):
+        raise WireError("malformed message")
+    return message
+
+
+def read_message_blocking(fd: int) -> dict | None:
+    """Read one framed message from ``fd`` (blocking); ``None`` at end of file. Used by the
+    student side, which has nothing else to do while it waits."""
+    header = _read_exactly(fd, 8)
+    if header is None:
+        return None
+    size = int.from_bytes(header, "big")
+    if size > MAX_MESSAGE_BYTES:
+        raise WireError("message too large")
+    body = _read_exactly(fd, size)
+    if body is None:
+        return None
+    return parse_body(body)
+
+
+def _read_exactly(fd: int, n: int) -> bytes | None:
+    chunks, remaining = [], n
+    while remaining:
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def write_all_blocking(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
