@@ -9,7 +9,8 @@ compute):
 
 Without :math:`E` it is a straight line on log-log axes,
 :math:`\\log L = \\log A - \\alpha \\log x`. With :math:`E > 0` the line bends and flattens
-towards the floor :math:`E` (for a language model, the entropy of the data).
+towards the floor :math:`E` (a fitted constant; for a language model it should correspond to
+the entropy of the data given the model's context, but it is an extrapolation).
 
 **The Chinchilla law** (Hoffmann et al. 2022, eq. 2) in parameters :math:`N` and
 training tokens :math:`D`:

@@ -7,8 +7,9 @@ stationary distribution :math:`\\pi(s)`, and the **entropy rate**
 
 .. math:: h = \\lim_{T\\to\\infty} \\tfrac1T H(X_1..X_T) = \\sum_s \\pi(s)\\, H(P(\\cdot\\mid s))
 
-is the smallest average cross-entropy per token that *any* predictor can reach on data
-from the source (Cover & Thomas, *Elements of Information Theory*, Thm. 4.2.4). A model
+is the smallest *expected* cross-entropy per token that any predictor can reach on data
+from the source (Gibbs' inequality; Cover & Thomas, *Elements of Information Theory*,
+Thm. 4.2.4 for the rate). A finite sample can score below it by chance. A model
 that sees fewer than :math:`k` tokens of context faces a higher floor: the conditional
 entropy given the shorter context, computed by :meth:`MarkovSource.conditional_entropy`.
 """
