@@ -42,6 +42,30 @@ def entropy_rate(P):
     return float(np.mean(entropy(P)))  # forgets to weight the rows by pi"""
 
 
+# Part 6: the "intuitive" prediction -- L1 training settles near the floor.
+L1_NEAR_FLOOR = 'l1_outcome = "near the floor"\nl1_vs_truth = "lower"'
+
+# Part 7: gap = k / n instead of k / (2n) -- k_hat off by a factor 2.
+GAP_WITHOUT_THE_HALF = """def fit_gap_law(ns, gaps):
+    ns = np.asarray(ns, dtype=np.float64)
+    gaps = np.asarray(gaps, dtype=np.float64)
+    slope = np.polyfit(np.log(ns), np.log(gaps), 1)[0]
+    return float(slope), float(np.exp(np.mean(np.log(ns * gaps))))"""
+
+# Part 1 handed to the package: correct numbers, but not the student's own softmax.
+PACKAGE_SOFTMAX = """from scalinglab.losses import softmax as _package_softmax
+
+
+def softmax(z):
+    return _package_softmax(np.asarray(z, dtype=np.float64))"""
+
+PACKAGE_ENTROPY = """import scalinglab.losses
+
+
+def entropy(p):
+    return scalinglab.losses.entropy(np.asarray(p, dtype=np.float64))"""
+
+
 @pytest.mark.slow
 def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
     assert_mistakes_cost(
@@ -52,8 +76,30 @@ def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
             "softmax": NAIVE_SOFTMAX,
             "cross_entropy": CE_VIA_LOG_OF_SOFTMAX,
             "entropy_rate": UNWEIGHTED_RATE,
+            "predict_l1": L1_NEAR_FLOOR,
+            "gap_law": GAP_WITHOUT_THE_HALF,
         },
-        {"test_softmax": 2, "test_cross_entropy": 2, "test_entropy_rate": 3},
+        {
+            "test_softmax": 2,
+            "test_cross_entropy": 2,
+            "test_entropy_rate": 3,
+            "test_predict_l1": 2,
+            "test_gap_law": 2,
+        },
+    )
+
+
+@pytest.mark.slow
+def test_calling_the_packages_implementation_scores_zero_on_that_part_only(course, tmp_path):
+    """The `# forbid:` lines of the test cells: a softmax or entropy that hands the work to
+    scalinglab.losses gives right numbers but loses exactly its own part (Part 3's gradient,
+    which calls the student's softmax, is not affected)."""
+    assert_mistakes_cost(
+        course,
+        tmp_path,
+        A,
+        {"softmax": PACKAGE_SOFTMAX, "entropy": PACKAGE_ENTROPY},
+        {"test_softmax": 2, "test_entropy": 1},
     )
 
 
@@ -111,7 +157,7 @@ def test_broken_and_hostile_submissions_never_break_the_gradebook(course, tmp_pa
         sandbox=SANDBOX,
     )
     by_student = {r.student: r for r in reports}
-    assert by_student["full"].score == by_student["full"].max_score == 10
+    assert by_student["full"].score == by_student["full"].max_score == 14
     assert by_student["garbage"].score == 0 and "not a notebook" in by_student["garbage"].error
     # the endless loop is interrupted by nbgrader's cell timeout or the wall clock; the other
     # parts are graded where the run got that far, and the loop's own part scores 0
@@ -127,7 +173,7 @@ def test_broken_and_hostile_submissions_never_break_the_gradebook(course, tmp_pa
                 "JOIN student ON submitted_assignment.student_id = student.id GROUP BY student.id"
             ).fetchall()
         )
-    assert rows["full"] == 10
+    assert rows["full"] == 14
     # a file that is not a notebook is reported, not recorded
     assert set(rows) == {"full", "endless", "vandal"}
     assert json.loads(source.read_text())  # the solutions were out of the vandal's reach

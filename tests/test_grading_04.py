@@ -29,6 +29,41 @@ NO_DATA_SELECTION = """def predict_loss(records, n_params, examples_seen):
     return float(fit_chinchilla(N, D, L)(n_params, examples_seen))"""
 
 
+# Part 5: trusting the law -- "a fitted scaling law beats copying a smaller model".
+TRUST_THE_LAW = 'best_predictor = "scaling law"\nlaw_final_vs_h = "above"'
+
+# Part 6: the sign of the exponent flipped, and the trends with it.
+FLIPPED_RATIO = """def tokens_per_param_exponent(alpha, beta):
+    return float((beta - alpha) / (alpha + beta))
+
+
+trend_hoffmann = "shrinks"
+trend_refit = "grows"""
+
+# Part 4: a constant predictor at the entropy rate -- within 1.2 % of the measured final
+# loss, so a relative-error test would pass it; the reducible-loss test does not.
+CONSTANT_FLOOR = """def predict_loss(records, n_params, examples_seen):
+    return 1.325"""
+
+# Parts 1-3 handed to the package: right numbers, not the student's own code.
+PACKAGE_FIT = """from scalinglab.fitting import fit_power_law
+
+
+def fit_power_law_with_floor(x, y):
+    fit = fit_power_law(x, y)
+    return fit.E, fit.A, fit.alpha"""
+
+PACKAGE_ALLOCATION = """import scalinglab.fitting
+
+
+def compute_optimal_allocation(C, A, B, alpha, beta):
+    params = dict(E=1.0, A=A, B=B, alpha=alpha, beta=beta)
+    return scalinglab.fitting.compute_optimal(np.asarray(C, dtype=np.float64), params)"""
+
+PACKAGE_FRONTIER = """def frontier_indices(compute, loss):
+    return compute_frontier(compute=np.asarray(compute, float), loss=np.asarray(loss, float)).index"""
+
+
 @pytest.mark.slow
 def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
     report = assert_mistakes_cost(
@@ -39,7 +74,37 @@ def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
             "power_law_fit": STRAIGHT_LINE,
             "compute_optimal": SWAPPED_EXPONENTS,
             "predict": NO_DATA_SELECTION,
+            "baselines": TRUST_THE_LAW,
+            "ratio": FLIPPED_RATIO,
         },
-        {"test_power_law_fit": 3, "test_compute_optimal": 2, "test_predict": 3},
+        {
+            "test_power_law_fit": 3,
+            "test_compute_optimal": 2,
+            "test_predict": 3,
+            "test_baselines": 2,
+            "test_ratio": 2,
+        },
     )
-    assert report.max_score == 10
+    assert report.max_score == 14
+
+
+@pytest.mark.slow
+def test_a_constant_predictor_fails_the_held_out_part(course, tmp_path):
+    assert_mistakes_cost(course, tmp_path, A, {"predict": CONSTANT_FLOOR}, {"test_predict": 3})
+
+
+@pytest.mark.slow
+def test_calling_the_packages_implementation_scores_zero_on_that_part_only(course, tmp_path):
+    """The `# forbid:` lines: Parts 1-3 written by calling scalinglab.fitting's own
+    fit_power_law, compute_optimal and compute_frontier lose exactly their points."""
+    assert_mistakes_cost(
+        course,
+        tmp_path,
+        A,
+        {
+            "power_law_fit": PACKAGE_FIT,
+            "compute_optimal": PACKAGE_ALLOCATION,
+            "frontier": PACKAGE_FRONTIER,
+        },
+        {"test_power_law_fit": 3, "test_compute_optimal": 2, "test_frontier": 2},
+    )

@@ -95,3 +95,18 @@ def test_bad_arguments_raise_clear_errors():
         losses.entropy(np.array([0.5, 0.6]))
     with pytest.raises(ValueError, match="reduction"):
         losses.cross_entropy(np.zeros((1, 2)), np.array([0]), reduction="avg")
+
+
+def test_expected_l1_is_linear_and_prefers_the_corner_cross_entropy_prefers_the_truth():
+    """The page's example p = (0.5, 0.25, 0.15, 0.1): expected L1 1 - p.q is 0.655 at
+    q = p and 0.500 at the argmax corner; expected cross-entropy is H(p) = 1.208 at q = p
+    and infinite at the corner. Random q never beat q = p under cross-entropy (Gibbs)."""
+    p = np.array([0.5, 0.25, 0.15, 0.1])
+    assert np.isclose(1 - p @ p, 0.655)
+    assert np.isclose(1 - p @ np.eye(4)[0], 0.5)
+    assert np.isclose(losses.entropy(p), 1.208, atol=5e-4)
+    rng = np.random.default_rng(0)
+    qs = rng.dirichlet(np.ones(4), size=1000)
+    ce = -(np.log(qs) @ p)
+    assert np.all(ce >= losses.entropy(p))
+    assert np.all(1 - qs @ p >= 0.5 - 1e-12)  # no q beats the corner under L1

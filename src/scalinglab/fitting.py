@@ -9,7 +9,8 @@ compute):
 
 Without :math:`E` it is a straight line on log-log axes,
 :math:`\\log L = \\log A - \\alpha \\log x`. With :math:`E > 0` the line bends and flattens
-towards the floor :math:`E` (for a language model, the entropy of the data).
+towards the floor :math:`E` (a fitted constant; for a language model it should correspond to
+the entropy of the data given the model's context, but it is an extrapolation).
 
 **The Chinchilla law** (Hoffmann et al. 2022, eq. 2) in parameters :math:`N` and
 training tokens :math:`D`:
@@ -73,6 +74,9 @@ __all__ = [
     "compute_optimal",
     "compute_frontier",
     "bootstrap",
+    "isoflop_profiles",
+    "parabola_minimum",
+    "log_reducible_error",
 ]
 
 #: Huber threshold of Hoffmann et al. (2022), appendix D.2.
@@ -519,3 +523,80 @@ def to_starts(fit: ChinchillaFit | PowerLawFit) -> np.ndarray:
     if fit.E > 0:
         return np.array([[np.log(fit.E), np.log(fit.A), fit.alpha]])
     return np.array([[np.log(fit.A), fit.alpha]])
+
+
+# ------------------------------------------------------------ IsoFLOP profiles (approach 2)
+def parabola_minimum(N, L) -> tuple[float, float]:
+    """Vertex of the parabola :math:`L \\approx c_0 + c_1 \\log N + c_2 (\\log N)^2` fitted by
+    least squares, as Hoffmann et al. (2022, approach 2) fit each IsoFLOP profile.
+    Returns ``(N_opt, L_opt)``; raises if the parabola does not open upwards."""
+    log_n = np.log(_check_positive("N", N))
+    L = np.asarray(L, dtype=np.float64)
+    if log_n.size < 3 or log_n.shape != L.shape:
+        raise ValueError("need at least 3 (N, L) pairs of equal length")
+    c2, c1, c0 = np.polyfit(log_n, L, 2)
+    if c2 <= 0:
+        raise ValueError("the IsoFLOP profile has no minimum (parabola opens downwards)")
+    x = -c1 / (2 * c2)
+    return float(np.exp(x)), float(c0 + c1 * x + c2 * x**2)
+
+
+def isoflop_profiles(
+    records,
+    budgets,
+    *,
+    compute_key: str = "flops",
+    loss_key: str = "test_loss",
+    size_key: str = "n_params",
+    min_models: int = 3,
+) -> list[dict]:
+    """IsoFLOP profiles of a sweep (Hoffmann et al. 2022, approach 2).
+
+    For every budget :math:`C`, each model size whose training curve covers :math:`C`
+    contributes its loss at exactly that compute (linear interpolation in
+    :math:`\\log C`); a parabola in :math:`\\log N` through these points gives the
+    compute-optimal size at that budget. Budgets with fewer than ``min_models`` sizes are
+    skipped. Returns one dict per budget: ``budget``, ``N``, ``L`` (arrays), ``N_opt``,
+    ``L_opt``.
+    """
+    curves: dict[float, list[tuple[float, float]]] = {}
+    for r in records:
+        if r[compute_key] > 0:
+            curves.setdefault(float(r[size_key]), []).append((r[compute_key], r[loss_key]))
+    out = []
+    for budget in np.atleast_1d(np.asarray(budgets, dtype=np.float64)):
+        ns, ls = [], []
+        for n, pts in sorted(curves.items()):
+            c, l_ = np.array(sorted(pts)).T
+            if c[0] <= budget <= c[-1]:
+                ns.append(n)
+                ls.append(float(np.interp(np.log(budget), np.log(c), l_)))
+        if len(ns) < min_models:
+            continue
+        n_opt, l_opt = parabola_minimum(ns, ls)
+        out.append(
+            {
+                "budget": float(budget),
+                "N": np.array(ns),
+                "L": np.array(ls),
+                "N_opt": n_opt,
+                "L_opt": l_opt,
+            }
+        )
+    return out
+
+
+def log_reducible_error(predicted, measured, floor) -> np.ndarray:
+    """Error of a loss prediction on the *reducible* part:
+    :math:`\\log\\big((\\hat L - E)/(L - E)\\big)` for a floor :math:`E`. 0 is perfect,
+    :math:`\\pm\\log 2` is a factor of two; a prediction at or below the floor is
+    infinitely wrong (``-inf``). Scoring the relative error of :math:`L` instead hides
+    everything that matters when :math:`L` is close to :math:`E`: a constant predictor
+    equal to the floor then looks excellent."""
+    predicted = np.asarray(predicted, dtype=np.float64)
+    measured = np.asarray(measured, dtype=np.float64)
+    if np.any(measured <= floor):
+        raise ValueError("the measured losses must lie above the floor")
+    gap = predicted - floor
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(gap > 0, np.log(np.where(gap > 0, gap, 1.0) / (measured - floor)), -np.inf)

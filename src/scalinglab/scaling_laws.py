@@ -33,6 +33,7 @@ __all__ = [
     "KAPLAN_2020",
     "HOFFMANN_2022",
     "BESIROGLU_2024",
+    "HOFFMANN_2022_UNROUNDED",
     "CHINCHILLA_MODEL",
     "TrainedModel",
     "PF_DAY",
@@ -125,6 +126,24 @@ HOFFMANN_2022 = ChinchillaLaw(
     alpha=0.34,
     beta=0.28,
     source="Hoffmann et al. 2022, arXiv:2203.15556, approach 3, eq. (10)",
+)
+
+#: Hoffmann et al.'s approach-3 estimates *before rounding* (from the paper's TeX source), as
+#: used by Besiroglu et al. (2024): ``true_params`` = (log A, log B, log E, alpha, beta) =
+#: (6.0073404, 6.0179186, 0.5267228, 0.33917084, 0.2849083) in their analysis notebook,
+#: github.com/epoch-research/analyzing-chinchilla, data_analysis.ipynb (commit 9225883).
+#: The rounded eq. (10) constants give ~93 tokens per parameter at Chinchilla's budget,
+#: these ~59, the refit ~18.
+HOFFMANN_2022_UNROUNDED = ChinchillaLaw(
+    E=float(np.exp(0.5267228)),
+    A=float(np.exp(6.0073404)),
+    B=float(np.exp(6.0179186)),
+    alpha=0.33917084,
+    beta=0.2849083,
+    source=(
+        "Hoffmann et al. 2022 approach 3 before rounding, as given in Besiroglu et al. 2024's "
+        "epoch-research/analyzing-chinchilla data_analysis.ipynb (true_params)"
+    ),
 )
 
 #: Besiroglu et al. (2024), the Epoch AI refit of approach 3.

@@ -7,8 +7,9 @@ stationary distribution :math:`\\pi(s)`, and the **entropy rate**
 
 .. math:: h = \\lim_{T\\to\\infty} \\tfrac1T H(X_1..X_T) = \\sum_s \\pi(s)\\, H(P(\\cdot\\mid s))
 
-is the smallest average cross-entropy per token that *any* predictor can reach on data
-from the source (Cover & Thomas, *Elements of Information Theory*, Thm. 4.2.4). A model
+is the smallest *expected* cross-entropy per token that any predictor can reach on data
+from the source (Gibbs' inequality; Cover & Thomas, *Elements of Information Theory*,
+Thm. 4.2.4 for the rate). A finite sample can score below it by chance. A model
 that sees fewer than :math:`k` tokens of context faces a higher floor: the conditional
 entropy given the shorter context, computed by :meth:`MarkovSource.conditional_entropy`.
 """
@@ -19,7 +20,7 @@ import numpy as np
 
 from scalinglab.losses import entropy
 
-__all__ = ["MarkovSource", "markov_windows_dataset"]
+__all__ = ["MarkovSource", "markov_windows_dataset", "source_log_loss_on_windows"]
 
 
 class MarkovSource:
@@ -207,6 +208,21 @@ def markov_windows_dataset(
     x_train, y_train = make(n_train)
     x_test, y_test = make(n_test)
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def source_log_loss_on_windows(source: MarkovSource, x, y) -> float:
+    """The source's *own* average log-loss (nats/token) on a windows data set from
+    :func:`markov_windows_dataset` (one-hot inputs ``x``, labels ``y``; the window must hold
+    at least ``source.order`` tokens). Its expectation is the entropy rate, but on a finite
+    test set it fluctuates around it: this is the floor to compare sampled test losses
+    with, on the same windows."""
+    v = source.vocab_size
+    x = np.asarray(x)
+    y = np.asarray(y)
+    tokens = x.reshape(len(x), -1, v).argmax(-1)
+    if tokens.shape[1] < source.order:
+        raise ValueError(f"windows of {tokens.shape[1]} tokens are shorter than the order")
+    return float(-np.mean(np.log(source.transition[source.context_index(tokens), y])))
 
 
 def _draw(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
