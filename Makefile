@@ -20,6 +20,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: book test lint release clean
 
+# The book and the exercises (the package, torch, Jupyter Book, nbgrader, Jupyter).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -32,6 +33,11 @@ $(VENV)/.installed: pyproject.toml
 	    echo "installing $(TORCH)"; \
 	    $(BIN)/python -m pip install --quiet "$(TORCH)"; \
 	fi
+	$(BIN)/python -m pip install --quiet -e ".[book,grading]"
+	touch $@
+
+# ... and what only the tests and the linter need (pytest, ruff, Playwright).
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
@@ -41,10 +47,10 @@ book: export MPLBACKEND = module://matplotlib_inline.backend_inline
 book: $(VENV)/.installed
 	$(BIN)/jupyter-book build . -W --keep-going
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks _ext
 	$(BIN)/ruff format --check src tests benchmarks _ext
 

@@ -74,7 +74,7 @@ def _add_exercise_button(app, pagename, templatename, context, doctree):
                 {
                     "type": "link",
                     "url": context["pathto"](rel, 1),
-                    "text": "exercise",
+                    "text": "exercise .ipynb",
                     "tooltip": "Download this chapter's exercise notebook",
                     "icon": "fas fa-pencil",
                     "label": "download-exercise-button",
