@@ -234,6 +234,7 @@ def test_page_offline_formulas_images_downloads(browser, server, page):
         notebooks = [h for h in hrefs if h.endswith(".ipynb") and h.startswith(server)]
         for url in sorted(set(notebooks)):
             _assert_notebook(visit, url)
+        navigation = visit.page.evaluate(TAPPABLE, BOOK_NAV_LINK)
         visit.page.wait_for_timeout(200)  # late console messages (fonts, lazy scripts)
     finally:
         visit.close()
@@ -249,6 +250,7 @@ def test_page_offline_formulas_images_downloads(browser, server, page):
     assert not math["tex_errors"], f"{page}: TeX errors: {math['tex_errors']}"
     assert not math["raw"], f"{page}: raw TeX in the text: {math['raw']}"
     assert not images["broken"], f"{page}: images that do not load: {images['broken']}"
+    assert navigation, f"{page}: no table of contents to click on a desktop screen"
     if _is_notebook(page):
         own = f"{server}/_sources/{page[: -len('.html')]}.ipynb"
         assert own in notebooks, f"{page} offers no .ipynb download of itself"
