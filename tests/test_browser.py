@@ -4,13 +4,16 @@ Chromium from a local server on 127.0.0.1, with every request to any other addre
 For each page: no request leaves the server, no console error or uncaught script error, no
 failed local request, every formula typeset by the book's own MathJax (no raw TeX left, no
 TeX error), every image loaded, no Jupyter widget (widgets need scripts from a CDN), the
-page's notebook and, on a chapter, its exercise notebook downloadable; on a phone-size
-screen (390x844) the menu button opens the table of contents and the "on this page" button
-opens the page's outline. The search page's snippets come from the text of the pages.
+page's notebook and, on a chapter, its exercise notebook downloadable; the table of contents
+is there on a desktop screen, and on a phone-size screen (390x844) the menu button opens it
+and the "on this page" button opens the page's outline. The search page's snippets come
+from the text of the pages.
 
 Needs the built book (``make book``) and a Chromium (Debian/Ubuntu: ``apt-get install
 chromium``; elsewhere set ``CHROMIUM=/path/to/chrome``): Playwright drives the system's
-browser and downloads none. Skipped, with the reason, when either is missing.
+browser and downloads none. Skipped, with the reason, when either is missing, unless
+``SCALINGLAB_REQUIRE_BROWSER=1`` (as in ``.ci/run``) makes that a failure.
+``BOOK_HTML=/path/to/html`` tests another build.
 """
 
 from __future__ import annotations
@@ -203,6 +206,25 @@ async () => {
 """
 
 
+# The first link matching the selector that a reader can tap: inside the viewport and not
+# covered by anything else (the element at its centre is the link or inside it).
+TAPPABLE = """
+(selector) => {
+  for (const el of document.querySelectorAll(selector)) {
+    const r = el.getBoundingClientRect();
+    if (r.width < 1 || r.height < 1) continue;
+    const x = r.left + r.width / 2, y = r.top + r.height / 2;
+    if (x < 0 || y < 0 || x > innerWidth || y > innerHeight) continue;
+    const hit = document.elementFromPoint(x, y);
+    if (hit && (hit === el || el.contains(hit))) return el.textContent.trim() || el.href;
+  }
+  return null;
+}
+"""
+BOOK_NAV_LINK = ".bd-docs-nav a.reference"  # the table of contents, in the primary sidebar
+PAGE_TOC_LINK = ".bd-toc-nav a.nav-link, .page-toc a.nav-link"  # "on this page"
+
+
 def _exercise_notebook(page: str) -> str | None:
     match = re.fullmatch(r"book/(\d\d-[^/]+)\.html", page)
     if match and (ROOT / "exercises" / match[1] / f"{match[1]}.ipynb").is_file():
@@ -257,25 +279,6 @@ def test_page_offline_formulas_images_downloads(browser, server, page):
     exercise = _exercise_notebook(page)
     if exercise:
         assert f"{server}/{exercise}" in notebooks, f"{page} does not link {exercise}"
-
-
-# The first link matching the selector that a reader can tap: inside the viewport and not
-# covered by anything else (the element at its centre is the link or inside it).
-TAPPABLE = """
-(selector) => {
-  for (const el of document.querySelectorAll(selector)) {
-    const r = el.getBoundingClientRect();
-    if (r.width < 1 || r.height < 1) continue;
-    const x = r.left + r.width / 2, y = r.top + r.height / 2;
-    if (x < 0 || y < 0 || x > innerWidth || y > innerHeight) continue;
-    const hit = document.elementFromPoint(x, y);
-    if (hit && (hit === el || el.contains(hit))) return el.textContent.trim() || el.href;
-  }
-  return null;
-}
-"""
-BOOK_NAV_LINK = ".bd-docs-nav a.reference"  # the table of contents, in the primary sidebar
-PAGE_TOC_LINK = ".bd-toc-nav a.nav-link, .page-toc a.nav-link"  # "on this page"
 
 
 @pytest.mark.parametrize("page", PAGES)
