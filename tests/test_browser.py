@@ -257,6 +257,11 @@ def test_page_offline_formulas_images_downloads(browser, server, page):
         for url in sorted(set(notebooks)):
             _assert_notebook(visit, url)
         navigation = visit.page.evaluate(TAPPABLE, BOOK_NAV_LINK)
+        toggles = []  # the sidebar button hides the table of contents, then shows it again
+        for _ in range(2):
+            visit.page.locator(".primary-toggle:visible").first.click()
+            visit.page.wait_for_timeout(400)
+            toggles.append(visit.page.evaluate(TAPPABLE, BOOK_NAV_LINK) is not None)
         visit.page.wait_for_timeout(200)  # late console messages (fonts, lazy scripts)
     finally:
         visit.close()
@@ -273,6 +278,7 @@ def test_page_offline_formulas_images_downloads(browser, server, page):
     assert not math["raw"], f"{page}: raw TeX in the text: {math['raw']}"
     assert not images["broken"], f"{page}: images that do not load: {images['broken']}"
     assert navigation, f"{page}: no table of contents to click on a desktop screen"
+    assert toggles == [False, True], f"{page}: the sidebar button does not hide and show it"
     if _is_notebook(page):
         own = f"{server}/_sources/{page[: -len('.html')]}.ipynb"
         assert own in notebooks, f"{page} offers no .ipynb download of itself"
