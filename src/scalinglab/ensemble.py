@@ -50,7 +50,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a text bar, never a Jupyter widget (the book is read offline)
 
 from scalinglab.device import autocast
 from scalinglab.models.mlp import (

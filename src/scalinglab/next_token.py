@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a text bar, never a Jupyter widget (the book is read offline)
 
 from scalinglab.data.markov import MarkovSource
 from scalinglab.seeding import seed_everything

@@ -46,12 +46,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a text bar, never a Jupyter widget (the book is read offline)
 
 from scalinglab.device import get_device
 from scalinglab.ensemble import MLPEnsemble, train_ensemble
@@ -204,7 +205,7 @@ def iter_sweep(
     activation: str = "relu",
     init: str = "kaiming",
     device: torch.device | str | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     max_models_per_group: int = 64,
     skip: Collection[tuple] = (),
 ) -> Iterator[dict]:
@@ -226,6 +227,8 @@ def iter_sweep(
     device = get_device() if device is None else torch.device(device)
 
     groups = plan_groups(grid, lr, weight_decay, max_models_per_group, set(skip))
+    if progress is None:  # a bar on a terminal; none in a notebook, a book page or a log
+        progress = sys.stderr.isatty()
     bar = tqdm(total=sum(map(len, groups)), disable=not progress, desc="sweep", unit="model")
     try:  # close the bar on Ctrl-C too, so a message after it starts on a fresh line
         for group in groups:
@@ -298,7 +301,7 @@ def run_sweep(
     activation: str = "relu",
     init: str = "kaiming",
     device: torch.device | str | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     max_models_per_group: int = 64,
 ) -> list[dict]:
     """Train every model of ``grid`` on ``dataset`` and return the tidy records.
@@ -309,8 +312,9 @@ def run_sweep(
     the grid has ``lrs`` / ``weight_decays`` axes; ``optimizer`` is ``"adamw"`` or ``"sgd"``
     (with ``momentum``, e.g. 0.9 as in greydanus's MNIST-1D sweeps). ``batch_size=None`` is full-batch training;
     ``log_every`` adds logged steps to those of ``grid.steps``. ``device=None`` picks the best
-    available (:func:`scalinglab.device.get_device`). See the module docstring for the
-    record keys.
+    available (:func:`scalinglab.device.get_device`). ``progress`` shows a text progress
+    bar; ``None`` (the default) shows it only on a terminal, so notebooks and book pages get
+    none. See the module docstring for the record keys.
     """
     return list(
         iter_sweep(

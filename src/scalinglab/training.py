@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a text bar, never a Jupyter widget (the book is read offline)
 
 from scalinglab.device import autocast, get_device
 
