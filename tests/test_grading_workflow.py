@@ -188,3 +188,11 @@ def test_grade_refuses_without_a_sandbox_unless_told(course, monkeypatch, capsys
     assert main(["grade", A, "x=missing.ipynb", "--gradebook", "/nonexistent/gb.db"]) == 2
     err = capsys.readouterr().err
     assert "no sandbox" in err and "--unsandboxed" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_sandbox_is_there_where_required():
+    """CI sets SCALINGLAB_REQUIRE_SANDBOX: there the sandboxed tests must run, not skip."""
+    from conftest import NO_SANDBOX_REASON
+
+    if os.environ.get("SCALINGLAB_REQUIRE_SANDBOX"):
+        assert SANDBOX, NO_SANDBOX_REASON
