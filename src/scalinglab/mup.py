@@ -153,3 +153,41 @@ def optimum_shift_octaves(table: Mapping[int, tuple[Sequence[float], Sequence[fl
     """
     w_min, w_max = min(table), max(table)
     return float(np.log2(optimal_lr(*table[w_max]) / optimal_lr(*table[w_min])))
+
+
+def run_config(config: Mapping) -> list[dict]:
+    """Records of the sweep a config describes (see ``records/ch02_mup_sweep.config.json``)."""
+    from scalinglab.sweep_cli import load_dataset
+
+    data = load_dataset(config["dataset"])
+    lrs = [2.0**k for k in config["log2_lrs"]]
+    return sweep_records(
+        data,
+        config["widths"],
+        lrs,
+        config.get("parametrizations", PARAMETRIZATIONS),
+        config.get("seeds", (0,)),
+        **config.get("training", {}),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m scalinglab.mup CONFIG.json --out records.jsonl``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("config")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    with open(args.config) as f:
+        config = json.load(f)
+    torch.set_num_threads(1)
+    records = run_config(config)
+    with open(args.out, "w") as f:
+        for rec in records:
+            f.write(json.dumps(rec) + "\n")
+
+
+if __name__ == "__main__":
+    main()
