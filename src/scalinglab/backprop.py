@@ -71,7 +71,10 @@ def autograd_loss_and_grads(
     params: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray
 ) -> tuple[float, dict[str, np.ndarray]]:
     """The same loss and gradients from PyTorch's autograd (float64): the reference."""
-    t = {k: torch.tensor(np.asarray(v), dtype=torch.float64, requires_grad=True) for k, v in params.items()}
+    t = {
+        k: torch.tensor(np.asarray(v), dtype=torch.float64, requires_grad=True)
+        for k, v in params.items()
+    }
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     z2 = torch.relu(xt @ t["W1"].T + t["b1"]) @ t["W2"].T + t["b2"]
     loss = F.cross_entropy(z2, torch.as_tensor(np.asarray(y), dtype=torch.long))

@@ -202,7 +202,9 @@ def log2_slope(values: np.ndarray, layers: np.ndarray | None = None) -> float:
     return float(np.polyfit(layers, np.log2(values), 1)[0])
 
 
-def layer_second_moments(x: np.ndarray, weights: Sequence[np.ndarray], activation: str) -> np.ndarray:
+def layer_second_moments(
+    x: np.ndarray, weights: Sequence[np.ndarray], activation: str
+) -> np.ndarray:
     """Mean of :math:`h_\\ell^2` over all units and examples after each layer of
     :math:`h_\\ell = \\phi(h_{\\ell-1} W_\\ell^\\top)` (no biases), :math:`h_0 = x`."""
     phi, _ = _phi(activation)
