@@ -108,11 +108,15 @@ def test_measured_slopes_match_theory(measured):
 
 
 def test_measured_tanh_values_match_mean_field(measured):
-    # tanh contracts fluctuations towards the fixed point, so per-network values are close to
-    # the map: within 10% (Xavier, q ~ 0.01, 3 networks averaged) and 2% (He, saturated).
-    assert measured["xavier_tanh"]["post"][:, -1].mean() == pytest.approx(
-        mean_field(50, "tanh", 1.0)["post"][-1], rel=0.10
-    )
+    # Mean-field theory is the infinite-width limit; at depth L and width n the corrections
+    # are of relative order L/n (Hanin & Rolnick 2018), here 50/512 ~ 0.1. Xavier + tanh has
+    # no positive fixed point to pull the networks back, so it shows the full correction
+    # (measured 9% below the map; the batch-512, 5-seed run: 7%): allow 15%. With a
+    # stable fixed point (He + tanh) or saturation the map is much closer: 2%.
+    xavier_tanh = measured["xavier_tanh"]["post"][:, -1].mean()
+    theory = mean_field(50, "tanh", 1.0)["post"][-1]
+    assert xavier_tanh == pytest.approx(theory, rel=0.15)
+    assert xavier_tanh < theory  # the page says the networks fall a little below the map
     assert measured["he_tanh"]["post"][:, -10:].mean() == pytest.approx(
         fixed_point("tanh", 2.0) / 2, rel=0.02
     )
