@@ -168,3 +168,13 @@ def test_layer_second_moments_and_stable_variance():
     a = 0.3
     e = gaussian_expectation(lambda u: np.where(u > 0, u, a * u) ** 2, 1.0)
     assert stable_weight_variance(7, 50, a) == pytest.approx(1 / (50 * e), rel=1e-10)
+
+
+def test_gradient_factor_chi_at_the_tanh_fixed_point():
+    # the page: He + tanh gradients grow backwards by chi ~ 1.10 per layer (chaotic phase),
+    # Xavier + tanh shrink them (chi < 1); chi = sigma_w^2 E tanh'(sqrt(q*) u)^2 by scipy
+    q_star = fixed_point("tanh", 2.0)
+    chi_ref = 2.0 * scipy_expectation(lambda u: np.cosh(np.clip(u, -350, 350)) ** -4, q_star)
+    assert mean_field(50, "tanh", 2.0)["chi"][-1] == pytest.approx(chi_ref, rel=1e-6)
+    assert chi_ref == pytest.approx(1.10, abs=0.01)
+    assert np.all(mean_field(50, "tanh", 1.0)["chi"] < 1)
