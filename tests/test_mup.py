@@ -1,0 +1,122 @@
+"""µP and SP learning-rate sweeps: the batched per-layer learning rates against a plain
+torch.optim.AdamW loop, the optimum helpers, and the shipped sweep against the page."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from scalinglab.data.mnist1d import make_mnist1d
+from scalinglab.double_descent import load_records, shipped_config
+from scalinglab.models.mlp import MLP
+from scalinglab.mup import layer_lr_multipliers, optimal_lr, optimum_shift_octaves, train_lr_sweep
+from scalinglab.sweep_cli import load_dataset
+from scalinglab.training import BatchSchedule
+
+
+def test_multipliers_follow_table_3():
+    # Yang et al. 2022, Table 3 (Adam): input weights & biases eta, hidden and output eta/fan_in
+    assert layer_lr_multipliers(2, 128, 32, "sp") == [1.0, 1.0, 1.0]
+    assert layer_lr_multipliers(2, 128, 32, "mup") == [1.0, 0.25, 0.25]
+    assert layer_lr_multipliers(3, 16, 32, "mup") == [1.0, 2.0, 2.0, 2.0]
+    with pytest.raises(ValueError):
+        layer_lr_multipliers(2, 16, 32, "ntk")
+
+
+@pytest.mark.parametrize("parametrization", ["sp", "mup"])
+def test_batched_sweep_matches_torch_adamw_with_param_groups(parametrization):
+    torch.set_num_threads(1)
+    data = make_mnist1d(256, 64, seed=3)
+    width, base, lrs, steps = 24, 8, [1e-3, 1e-2], 15
+    res = train_lr_sweep(data, width, lrs, parametrization, base_width=base, depth=2,
+                         steps=steps, batch_size=32, seed=4, device="cpu")  # fmt: skip
+    x, y = torch.tensor(data["x_train"]), torch.tensor(data["y_train"])
+    for k, lr in enumerate(lrs):
+        net = MLP(40, width, 2, 10, "relu", "kaiming", seed=4)
+        lin = net.linears
+        scale = base / width if parametrization == "mup" else 1.0
+        if parametrization == "mup":
+            with torch.no_grad():
+                lin[-1].weight.zero_()
+        groups = [
+            {"params": [lin[0].weight] + [m.bias for m in lin], "lr": lr},
+            {"params": [lin[1].weight, lin[2].weight], "lr": lr * scale},
+        ]
+        opt = torch.optim.AdamW(groups, weight_decay=0.0, foreach=False)
+        sched = BatchSchedule(len(x), 32, 4)
+        for _ in range(steps):
+            idx = sched.next()
+            loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            ref = torch.nn.functional.cross_entropy(net(x), y).item()
+        assert res["train_loss"][k] == pytest.approx(ref, rel=1e-4)
+
+
+def test_optimal_lr_and_shift():
+    assert optimal_lr([1, 2, 4], [0.5, 0.2, float("nan")]) == 2
+    assert optimal_lr([4, 2, 1], [None, 0.3, 0.2]) == 1
+    with pytest.raises(ValueError):
+        optimal_lr([1, 2], [math.inf, None])
+    table = {16: ([1, 2, 4], [3, 1, 2]), 256: ([1, 2, 4], [0, 1, 2]), 64: ([1, 2, 4], [2, 2, 0])}
+    assert optimum_shift_octaves(table) == -1.0
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    config = shipped_config("ch02_mup_sweep")
+    runs = load_records("ch02_mup_sweep")
+    lrs = [2.0**e for e in config["log2_lrs"]]
+    tables = {}
+    for p in config["parametrizations"]:
+        tables[p] = {}
+        for w in config["widths"]:
+            losses = []
+            for lr in lrs:
+                v = [r["train_loss"] for r in runs
+                     if (r["parametrization"], r["width"], r["lr"]) == (p, w, lr)]  # fmt: skip
+                assert len(v) == len(config["seeds"])
+                losses.append(math.inf if None in v else float(np.mean(v)))
+            tables[p][w] = (lrs, losses)
+    return config, tables
+
+
+def test_standard_optimum_moves_and_mup_optimum_stays(sweep):
+    _, tables = sweep
+    # The claim of the page and of Yang et al. 2022 (Fig. 1): SP's optimum shifts to smaller
+    # learning rates with width, muP's does not. On a 2x grid, >= 2 octaves vs <= 1 octave.
+    assert optimum_shift_octaves(tables["sp"]) <= -2
+    assert abs(optimum_shift_octaves(tables["mup"])) <= 1
+
+
+def test_wider_is_better_at_mups_optimum(sweep):
+    config, tables = sweep
+    lr_star = optimal_lr(*tables["mup"][config["widths"][0]])
+    k = tables["mup"][config["widths"][0]][0].index(lr_star)
+    at_star = [tables["mup"][w][1][k] for w in config["widths"]]
+    assert at_star[-1] < at_star[0]
+    best = [min(tables["mup"][w][1]) for w in config["widths"]]
+    assert all(b2 <= b1 + 0.02 for b1, b2 in zip(best, best[1:]))  # 0.02: seed noise of a mean of 3
+
+
+def test_live_slice_reproduces_the_records():
+    torch.set_num_threads(1)
+    config = shipped_config("ch02_mup_sweep")
+    data = load_dataset(config["dataset"])
+    lrs = [2.0**e for e in config["log2_lrs"]]
+    runs = load_records("ch02_mup_sweep")
+    for p in ("sp", "mup"):
+        res = train_lr_sweep(data, 32, lrs, p, seed=0, **config["training"])
+        twin = [
+            r["train_loss"]
+            for r in runs
+            if (r["parametrization"], r["width"], r["seed"]) == (p, 32, 0)
+        ]
+        for live, shipped in zip(res["train_loss"], twin):
+            if shipped is not None and np.isfinite(live):
+                assert live == pytest.approx(shipped, rel=1e-4)
