@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from conftest import assert_mistakes_cost
@@ -58,15 +56,6 @@ def optimum_shift_octaves(table):
     return float(np.log2(optimal_lr(*table[w_min]) / optimal_lr(*table[w_max])))  # upside down"""
 
 
-def _grader_enforces_forbid() -> bool:
-    """The lead's new grader implements the ``# forbid:`` rule; until it is merged the
-    package-call mistake cannot be caught."""
-    import scalinglab.grading as grading
-
-    folder = Path(grading.__file__).parent
-    return any("forbid" in f.read_text() for f in folder.glob("*.py"))
-
-
 @pytest.mark.slow
 def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
     assert_mistakes_cost(
@@ -93,8 +82,5 @@ def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    not _grader_enforces_forbid(), reason="needs the new grader's forbid rule", strict=False
-)
 def test_calling_the_package_implementation_scores_zero(course, tmp_path):
     assert_mistakes_cost(course, tmp_path, A, {"moments": PACKAGE_MOMENTS}, {"test_moments": 2})
