@@ -53,3 +53,21 @@ def assert_mistakes_cost(course, tmp_path, assignment, replacements, points_lost
         assert report.parts[part] == (0.0, points), report.summary()
     assert report.score == report.max_score - sum(points_lost.values())
     return report
+
+
+def gradebook_rows(db) -> list[tuple]:
+    """``(student, grade_id, auto_score)`` of every grade in an nbgrader SQLite gradebook,
+    sorted; checks the database's integrity and that no trigger was planted in it."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        triggers = conn.execute("SELECT count(*) FROM sqlite_master WHERE type='trigger'")
+        assert triggers.fetchone()[0] == 0
+        return conn.execute(
+            "SELECT student.id, base_cell.name, grade.auto_score FROM grade "
+            "JOIN base_cell ON grade.cell_id = base_cell.id "
+            "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
+            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
+            "JOIN student ON submitted_assignment.student_id = student.id ORDER BY 1, 2"
+        ).fetchall()

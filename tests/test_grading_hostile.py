@@ -14,14 +14,13 @@ These tests need the OS sandbox (bubblewrap): without it they are skipped, with 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 
 import nbformat
 import psutil
 import pytest
 
-from conftest import NO_SANDBOX_REASON, SANDBOX
+from conftest import NO_SANDBOX_REASON, SANDBOX, gradebook_rows
 from scalinglab.grading import (
     GradeReport,
     check_notebook,
@@ -50,6 +49,21 @@ WRONG_REST = {
         "def entropy_rate(P):\n    return 0.0"
     ),
 }
+
+
+def right_if(flag: str) -> str:
+    """Source of a cross_entropy that is right only if the exploit before it set ``flag``."""
+    return f"""
+def cross_entropy(z, y):
+    z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y)
+    if not {flag}:
+        return 0.0
+    m = z.max(axis=-1, keepdims=True)
+    lse = (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))[:, 0]
+    return float(np.mean(lse - z[np.arange(len(y)), y]))
+"""
+
 
 CHEATS = """
 import builtins, json, os
@@ -145,14 +159,6 @@ try:
     found.append("network")
 except OSError:
     pass
-def cross_entropy(z, y):
-    z = np.asarray(z, dtype=np.float64)
-    y = np.asarray(y)
-    if not found:
-        return 0.0
-    m = z.max(axis=-1, keepdims=True)
-    lse = (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))[:, 0]
-    return float(np.mean(lse - z[np.arange(len(y)), y]))
 """
 
 HOG = """
@@ -189,14 +195,6 @@ if len(children) >= 400:
 for pid in children:
     os.kill(pid, 9)
     os.waitpid(pid, 0)
-def cross_entropy(z, y):
-    z = np.asarray(z, dtype=np.float64)
-    y = np.asarray(y)
-    if not exploits:
-        return 0.0
-    m = z.max(axis=-1, keepdims=True)
-    lse = (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))[:, 0]
-    return float(np.mean(lse - z[np.arange(len(y)), y]))
 """
 
 KILLER = """
@@ -257,21 +255,10 @@ def _digest(folder) -> str:
 
 
 def _rows(db) -> dict[str, list[tuple]]:
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert (
-            conn.execute("SELECT count(*) FROM sqlite_master WHERE type='trigger'").fetchone()[0]
-            == 0
-        )
-        rows = conn.execute(
-            "SELECT student.id, base_cell.name, grade.auto_score FROM grade "
-            "JOIN base_cell ON grade.cell_id = base_cell.id "
-            "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
-            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
-            "JOIN student ON submitted_assignment.student_id = student.id ORDER BY 1, 2"
-        ).fetchall()
+    """``{student: [(grade_id, score), ...]}`` of the gradebook (integrity and no trigger
+    checked)."""
     out: dict[str, list[tuple]] = {}
-    for student, cell, score in rows:
+    for student, cell, score in gradebook_rows(db):
         out.setdefault(student, []).append((cell, score))
     return out
 
@@ -309,7 +296,7 @@ def test_a_hostile_class_gets_exactly_what_it_earned(course, tmp_path, monkeypat
     solutions_before = _digest(course.source_dir)
     spy = SPY.format(
         solutions=str(source), gradebook=str(db), other=str(other), course=str(course.root)
-    )
+    ) + right_if("found")
 
     def replaced(name, replacements):
         return with_solution_replaced(source, replacements, tmp_path / f"{name}.ipynb")
@@ -317,7 +304,7 @@ def test_a_hostile_class_gets_exactly_what_it_earned(course, tmp_path, monkeypat
     submissions = [
         ("cheater", replaced("cheater", {"softmax": CHEATS, **WRONG_REST})),
         ("spy", replaced("spy", {"cross_entropy": spy})),
-        ("hog", replaced("hog", {"cross_entropy": HOG})),
+        ("hog", replaced("hog", {"cross_entropy": HOG + right_if("exploits")})),
         (
             "killer",
             replaced("killer", {"entropy": solutions["entropy"] + KILLER.format(marker=MARKER)}),

@@ -12,7 +12,7 @@ import sys
 import nbformat
 import pytest
 
-from conftest import SANDBOX
+from conftest import SANDBOX, gradebook_rows
 from scalinglab.cli import main
 from scalinglab.grading import (
     grade_submissions,
@@ -42,17 +42,6 @@ def _hidden_lines(course) -> set[str]:
     return lines
 
 
-def _gradebook_rows(db) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(
-            "SELECT student.id, base_cell.name, grade.auto_score FROM grade "
-            "JOIN base_cell ON grade.cell_id = base_cell.id "
-            "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
-            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
-            "JOIN student ON submitted_assignment.student_id = student.id ORDER BY 1, 2"
-        ).fetchall()
-
-
 @pytest.mark.slow
 def test_parallel_grading_equals_serial_and_feedback_hides_hidden_tests(course, tmp_path):
     source = source_notebook_path(A, course)
@@ -68,7 +57,7 @@ def test_parallel_grading_equals_serial_and_feedback_hides_hidden_tests(course, 
         )  # fmt: skip
         results[jobs] = (
             [(r.student, r.parts, r.messages) for r in reports],
-            _gradebook_rows(root / "gradebook.db"),
+            gradebook_rows(root / "gradebook.db"),
         )
     assert results[1] == results[2]
     scores = {student: sum(s for s, _ in parts.values()) for student, parts, _ in results[1][0]}
@@ -125,7 +114,7 @@ def test_missing_and_unreadable_files_are_reported_not_recorded(course, tmp_path
     )  # fmt: skip
     assert [r.error.split(":")[0] for r in reports] == ["not a notebook", "not a notebook"]
     assert "does not exist" in reports[0].error
-    assert _gradebook_rows(db) == []
+    assert gradebook_rows(db) == []
 
 
 def test_release_refuses_to_discard_work_and_start_makes_a_copy(course, tmp_path, capsys):

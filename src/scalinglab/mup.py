@@ -157,7 +157,7 @@ def optimum_shift_octaves(table: Mapping[int, tuple[Sequence[float], Sequence[fl
 
 def run_config(config: Mapping) -> list[dict]:
     """Records of the sweep a config describes (see ``records/ch02_mup_sweep.config.json``)."""
-    from scalinglab.sweep_cli import load_dataset
+    from scalinglab.sweep_config import load_dataset
 
     data = load_dataset(config["dataset"])
     lrs = [2.0**k for k in config["log2_lrs"]]
@@ -173,20 +173,9 @@ def run_config(config: Mapping) -> list[dict]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m scalinglab.mup CONFIG.json --out records.jsonl``."""
-    import argparse
-    import json
+    from scalinglab.sweep_config import records_main
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("config")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    with open(args.config) as f:
-        config = json.load(f)
-    torch.set_num_threads(1)
-    records = run_config(config)
-    with open(args.out, "w") as f:
-        for rec in records:
-            f.write(json.dumps(rec) + "\n")
+    records_main(run_config, main.__doc__, argv)
 
 
 if __name__ == "__main__":

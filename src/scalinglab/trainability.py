@@ -125,27 +125,23 @@ def depth_records(
     return records
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m scalinglab.trainability CONFIG.json --out records.jsonl``."""
-    import argparse
-    import json
+def run_config(config: Mapping) -> list[dict]:
+    """The depth records of a config: its data set, then each run's grid arguments over
+    the shared ones."""
+    from scalinglab.sweep_config import load_dataset
 
-    from scalinglab.sweep_cli import load_dataset
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("config")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    with open(args.config) as f:
-        config = json.load(f)
-    torch.set_num_threads(1)
     data = load_dataset(config["dataset"])
     records = []
-    for run in config["runs"]:  # each run: grid arguments that override the shared ones
+    for run in config["runs"]:
         records += depth_records(data, **{**config["grid"], **run})
-    with open(args.out, "w") as f:
-        for rec in records:
-            f.write(json.dumps(rec) + "\n")
+    return records
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m scalinglab.trainability CONFIG.json --out records.jsonl``."""
+    from scalinglab.sweep_config import records_main
+
+    records_main(run_config, main.__doc__, argv)
 
 
 if __name__ == "__main__":
