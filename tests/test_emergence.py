@@ -108,10 +108,17 @@ def test_metric_mirage_at_the_page_settings():
     # largest step between neighbours is more than twice the per-token accuracy's
     em = [r["exact_match"] for r in recs]
     assert em[0] < 0.06 and em[-1] > 0.95
+    assert em[2] < 0.1 and em[4] > 0.9  # "under 10 % at 4k, above 90 % at 30k parameters"
     assert max(np.diff(em)) > 2 * max(np.diff(acc))
-    # caveat: the units digit itself goes from < 0.3 to > 0.95 over the sweep
+    for r in recs:  # p^L = exp(-L CE) "within a few hundredths" of the mean product
+        assert abs(r["p_pow_L"] - r["expected_exact_match"]) < 0.06
+    # caveat: the units digit itself goes from chance (< 0.3) in the two smallest models
+    # to > 0.95 in the two largest; the tens digit (needs the carry) lags behind it
     units = [r["position_accuracy"][-1] for r in recs]
-    assert units[0] < 0.3 and units[-1] > 0.95
+    tens = [r["position_accuracy"][-2] for r in recs]
+    assert max(units[:2]) < 0.3 and min(units[-2:]) > 0.95
+    assert tens[3] < units[3]
+    assert min(r["position_accuracy"][0] for r in recs) > 0.95  # leading digit easy
 
 
 # ------------------------------------------------------------------ grokking
@@ -171,7 +178,9 @@ def test_grokking_records_show_delayed_generalisation():
         s_train = first_step_above(r["step"], r["train_acc"], 0.99)
         s_test = first_step_above(r["step"], r["test_acc"], 0.95)
         assert s_train is not None and s_test is not None
-        assert s_test >= 8 * s_train
+        assert s_test >= 8 * s_train  # the issue's criterion
+        assert 15 <= s_test / s_train <= 35  # the page: "some twenty times later"
+
         assert r["test_acc"][r["step"].index(500)] <= 0.45
         # the plateau is the commutative leak of this split (exactly: the symmetric model
         # answers mirrored pairs and nothing else); 0.01 = 14 of 2089 test pairs
@@ -183,14 +192,25 @@ def test_grokking_records_show_delayed_generalisation():
         assert r["weight_norm"][i_g] < 0.9 * r["weight_norm"][i100]
         # Fourier structure: each embedding dimension is mostly one wave
         assert r["fourier_purity"] > 0.6
+        # "roughly a third (9 to 12 of 29) of the frequencies switched off"
+        assert 8 <= np.sum(np.array(r["fourier_power"]) < 0.01) <= 13
+
     # no weight decay: fitted but not generalised, weights grow, no wave structure
     assert first_step_above(no_wd["step"], no_wd["train_acc"], 0.99) is not None
     assert no_wd["test_acc"][-1] < 0.5
     assert no_wd["weight_norm"][-1] > no_wd["weight_norm"][0]
-    assert no_wd["fourier_purity"] < main[0]["fourier_purity"] - 0.3
+    assert no_wd["fourier_purity"] < 0.25  # random Gaussian columns: ~0.14
+    assert np.sum(np.array(no_wd["fourier_power"]) < 0.01) == 0
+
     # split by unordered pairs: no leak, plateau at or below chance for >= 2000 steps
     assert max(pairs["test_acc"][pairs["step"].index(200) : pairs["step"].index(2000)]) < 0.05
     assert first_step_above(pairs["step"], pairs["train_acc"], 0.99) is not None
+    # ...and it groks later than every run of the leaky split: the page says "near step
+    # 9800, about five times later" (3x is the margin over the slowest seed's ~2300)
+    s_pairs = first_step_above(pairs["step"], pairs["test_acc"], 0.95)
+    slowest = max(first_step_above(r["step"], r["test_acc"], 0.95) for r in main)
+    assert s_pairs is not None and 9000 <= s_pairs <= 10000 and s_pairs > 3 * slowest
+    assert pairs["fourier_purity"] > 0.5
 
 
 @pytest.mark.slow
@@ -240,7 +260,7 @@ def test_simplex_corners():
 
 @pytest.mark.slow
 def test_transformer_learns_mess3_beliefs_at_the_page_settings():
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     m = Mess3()
     model, hist = train_mess3_transformer(m, steps=600, batch_size=256, seed=0)
     tokens, _ = m.sample(4000, 10, np.random.default_rng(1))
@@ -262,9 +282,10 @@ def test_transformer_learns_mess3_beliefs_at_the_page_settings():
         f = residual_features(model, tokens, layer)
         w = fit_linear_probe(f[:2000], beliefs[:2000])
         r2[layer] = r2_score(beliefs[2000:], apply_linear_probe(w, f[2000:]))
-    assert r2[2] >= 0.97
-    assert r2[0] < 0.9
+    assert r2[2] >= 0.98  # the page: "over 98 %" (the issue asks >= 0.97)
+    assert 0.78 < r2[0] < 0.88  # "about 83 %"
     assert 1 - r2[2] < (1 - r2[0]) / 10  # unexplained variance falls > 10-fold
+    assert 24_000 < model.n_params < 28_000  # "about 26k parameters"
     # the caveat: the model's own output probabilities are an invertible linear image
     w = fit_linear_probe(q[:2000], beliefs[:2000])
     assert r2_score(beliefs[2000:], apply_linear_probe(w, q[2000:])) >= 0.97
