@@ -28,6 +28,13 @@ def answer_metrics(probs):
 def predicted_exact_match(ce, L):
     return np.exp(-L * np.asarray(ce, dtype=np.float64))"""
 
+PROBE_FROM_THE_PACKAGE = """from scalinglab.emergence import apply_linear_probe, fit_linear_probe, r2_score as _r2
+
+
+def probe_r2(f_train, y_train, f_test, y_test):
+    w = fit_linear_probe(np.asarray(f_train), np.asarray(y_train))
+    return _r2(np.asarray(y_test), apply_linear_probe(w, np.asarray(f_test)))"""
+
 PREDICTS_CHANCE = """plateau_prediction = 1 / 23  # 'it has not generalised, so chance'"""
 
 FIRST_CROSSING = """def step_reached(steps, acc, threshold):
@@ -106,5 +113,12 @@ def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
 
 @pytest.mark.slow
 def test_calling_the_package_scores_zero_on_that_part(course, tmp_path):
-    # needs the grader's "# forbid:" rule
-    assert_mistakes_cost(course, tmp_path, A, {"metrics": CALLS_THE_PACKAGE}, {"test_metrics": 3})
+    # Both replacements give the right numbers; only the grader's "# forbid:" rule (the
+    # lead's new grader) makes them lose their parts.
+    assert_mistakes_cost(
+        course,
+        tmp_path,
+        A,
+        {"metrics": CALLS_THE_PACKAGE, "probe": PROBE_FROM_THE_PACKAGE},
+        {"test_metrics": 3, "test_probe": 3},
+    )
