@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from scalinglab.data.hmm import HiddenMarkovModel, Mess3
+from scalinglab.data.hmm import MESS3_LIBRARY, MESS3_PAPER, HiddenMarkovModel, Mess3
 
-X, ALPHA = 0.15, 0.6
+X, ALPHA = 0.05, 0.85  # Shai et al. (2024), the package default
 
 
 def _brute_force(model, tokens):
@@ -36,6 +36,40 @@ def test_mess3_matrices_from_the_definition():
     assert m.transition_matrices[2, 0, 1] == pytest.approx(beta * X)
     np.testing.assert_allclose(m.transition_matrices.sum(axis=(0, 2)), 1.0)
     np.testing.assert_allclose(m.stationary, 1 / 3)  # symmetric process
+
+
+def test_default_is_the_papers_mess3_written_out():
+    # Shai et al. (2024), arXiv:2405.15943, Mess3 with x = 0.05, alpha = 0.85:
+    # T[a, i, j] = P(i -> j) P(a | j) with P(stay) = 0.9, P(jump to each other) = 0.05,
+    # P(a | j) = 0.85 if a == j else 0.075 -- the same layout as the authors' code
+    # (epsilon-transformers, ``mess3``). Written out by hand, not from the formula.
+    t_a = np.array(
+        [[0.765, 0.00375, 0.00375], [0.0425, 0.0675, 0.00375], [0.0425, 0.00375, 0.0675]]
+    )
+    t_b = np.array(
+        [[0.0675, 0.0425, 0.00375], [0.00375, 0.765, 0.00375], [0.00375, 0.0425, 0.0675]]
+    )
+    t_c = np.array(
+        [[0.0675, 0.00375, 0.0425], [0.00375, 0.0675, 0.0425], [0.00375, 0.00375, 0.765]]
+    )
+    m = Mess3()
+    assert (m.x, m.alpha) == (MESS3_PAPER["x"], MESS3_PAPER["alpha"]) == (0.05, 0.85)
+    np.testing.assert_allclose(m.transition_matrices, np.stack([t_a, t_b, t_c]), atol=1e-15)
+    # the library default is still there under its own name
+    old = Mess3(**MESS3_LIBRARY)
+    assert old.transition_matrices[0, 0, 0] == pytest.approx(0.6 * 0.7)
+
+
+def test_entropy_rates_of_the_two_parameter_sets():
+    # h = lim H(X_L | X_<L); the conditional entropies converge geometrically, so L = 12
+    # is converged to < 1e-6 nats (checked by the difference of successive terms).
+    paper, library = Mess3(), Mess3(**MESS3_LIBRARY)
+    h12, h11 = paper.conditional_entropy(12), paper.conditional_entropy(11)
+    assert h11 - h12 < 1e-6
+    assert h12 == pytest.approx(0.79346, abs=1e-4)  # ~0.31 nats below ln 3: much to learn
+    assert np.log(3) - h12 > 0.3
+    # the library default leaves only ~0.01 nats between i.i.d. guessing and the optimum
+    assert np.log(3) - library.conditional_entropy(10) == pytest.approx(0.0097, abs=5e-4)
 
 
 @pytest.mark.parametrize("length", [1, 3, 5])
