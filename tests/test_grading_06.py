@@ -63,23 +63,24 @@ def test_ridge_and_threshold_mistakes_lose_exactly_their_points(course, tmp_path
 # Part 5, predict-then-run: counts features (p = n) instead of trainable parameters (p * K).
 PEAK_AT_N = """predicted_params_at_peak = 40  # n training examples"""
 
-# Part 6: measures the peak against the best test error instead of the final one, and
-# concludes from the usual story that clean labels cannot peak.
-WRONG_HEIGHT_AND_CONCLUSION = """def peak_heights(noises):
-    heights = []
+# Part 6: returns the best test error instead of the final one, and concludes from the
+# usual story that clean labels cannot peak.
+WRONG_FINAL_AND_CONCLUSION = """def peak_and_final(noises):
+    out = []
     for sigma in noises:
         task = teacher_data(n=60, d=8, noise=sigma, n_test=1000, seed=0)
         test = []
         for p in ps:
             beta = np.linalg.lstsq(Phi_train[:, :p], task["y_train"], rcond=None)[0]
             test.append(np.mean((Phi_test[:, :p] @ beta - task["y_test"]) ** 2))
-        heights.append(float(max(test) / min(test)))
-    return heights
+        out.append([float(max(test)), float(min(test))])
+    return out
 
 
-heights = peak_heights(NOISES)
+results = peak_and_final(NOISES)
 noise_effect = "grows"
-peak_without_noise = "no\""""
+peak_without_noise = 'no'"""
+
 
 # Part 3 done by calling the package's own ridge: right numbers, not the student's code.
 # Scores 0 on that part only under the new grader's `# forbid:` rule; with the current
@@ -98,7 +99,7 @@ def test_wrong_prediction_and_noise_conclusions_lose_exactly_their_points(course
         course,
         tmp_path,
         A,
-        {"multi_prediction": PEAK_AT_N, "peak_heights": WRONG_HEIGHT_AND_CONCLUSION},
+        {"multi_prediction": PEAK_AT_N, "peak_heights": WRONG_FINAL_AND_CONCLUSION},
         {"test_multi_prediction": 2, "test_peak_heights": 3},
     )
 
