@@ -69,3 +69,52 @@ def test_ignoring_duplicates_passes_visible_tests_but_not_hidden_ones(course, tm
     report = autograde(path, A, course, sandbox=SANDBOX)
     assert report.error is None, report.summary()
     assert report.lost() == ["test_twonn_fit", "test_twonn_ratios"]
+
+
+# Part 6, predict-then-run: "noise averages out" -- the plausible wrong intuition.
+NOISE_AVERAGES_OUT = """prediction_full = "about 2"
+prediction_decimated = "further from 2\""""
+
+# Part 7: returns the estimates instead of the ratios d_hat / d (and concludes from them).
+ESTIMATES_NOT_RATIOS = """def dimension_ratios(dims, n, seed):
+    return [id_estimate(sample_hypersphere(n, d, np.random.default_rng(seed))) for d in dims]
+
+
+ratios = dimension_ratios(DIMS, 1000, seed=0)
+first_failing_d = next((d for d, r in zip(DIMS, ratios) if r < 0.9 * d), None)
+high_d_bias = "too low\""""
+
+# Part 5 done by calling the package's own implementation: same numbers, but not the
+# student's code. Scores 0 on that part only under the new grader's `# forbid:` rule (the
+# current grader, which compares numbers only, gives it full marks: this test fails until the
+# lead's new grader is merged).
+PACKAGE_LAYER_DIMENSIONS = """import scalinglab.intrinsic_dimension
+
+
+def layer_dimensions(model, x):
+    return scalinglab.intrinsic_dimension.layer_dimensions(model, x)
+
+
+trained_dims = layer_dimensions(model, x_test)"""
+
+
+@pytest.mark.slow
+def test_wrong_prediction_and_unnormalised_ratios_lose_exactly_their_points(course, tmp_path):
+    assert_mistakes_cost(
+        course,
+        tmp_path,
+        A,
+        {"noise_prediction": NOISE_AVERAGES_OUT, "dimension_ratios": ESTIMATES_NOT_RATIOS},
+        {"test_noise_prediction": 2, "test_dimension_ratios": 3},
+    )
+
+
+@pytest.mark.slow
+def test_calling_the_package_implementation_scores_zero_on_that_part(course, tmp_path):
+    assert_mistakes_cost(
+        course,
+        tmp_path,
+        A,
+        {"layer_dimensions": PACKAGE_LAYER_DIMENSIONS},
+        {"test_layer_dimensions": 3},
+    )

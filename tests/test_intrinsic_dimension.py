@@ -263,3 +263,101 @@ def test_invalid_arguments_raise(call):
     x, _ = _data("sphere2", n=50, seed=0)
     with pytest.raises(ValueError):
         call(x)
+
+
+def test_noise_inflates_twonn_at_small_scales_and_decimation_reveals_d():
+    """Chapter 3's noise caveat (Facco et al. 2017: use block analysis / decimation). A flat
+    2-torus rotated into R^10, 4000 points, isotropic noise sigma in every coordinate; TwoNN
+    on nested random subsets of 4000 ... 250 points (same seeds as the page)."""
+    torus10 = embed_isometric(
+        sample_torus(4000, 2, np.random.default_rng(1)), 10, np.random.default_rng(2)
+    )
+    keep = [4000, 2000, 1000, 500, 250]
+    order = np.random.default_rng(4).permutation(len(torus10))
+    curves = {}
+    for sigma in (0.0, 0.01, 0.03):
+        x = torus10 + sigma * np.random.default_rng(3).standard_normal(torus10.shape)
+        curves[sigma] = np.array([twonn(x[order[:m]]) for m in keep])
+    # Without noise: d = 2 within 10 % at every scale (the page's "about 2").
+    assert np.all(np.abs(curves[0.0] - 2) < 0.2), curves[0.0]
+    # With noise the full-data estimate is inflated ("more than 6" for sigma = 0.03) ...
+    assert curves[0.01][0] > 3.0 and curves[0.03][0] > 6.0
+    # ... and decimation (coarser scales) brings it down monotonically towards 2,
+    assert np.all(np.diff(curves[0.03]) < 0) and np.all(np.diff(curves[0.01]) < 0)
+    # without reaching it yet at 250 points for sigma = 0.03 (the page says so).
+    assert 2.2 < curves[0.03][-1] < curves[0.03][0] / 2
+    assert abs(curves[0.01][-1] - 2) < 0.3
+
+
+@pytest.fixture(scope="module")
+def digits_profiles():
+    """The page's five seeds: TwoNN profiles (input + 3 hidden layers) of the held-out digits
+    before and after training, and the seed-0 networks."""
+    pytest.importorskip("torch")
+    from scalinglab.data.digits import load_digits_split
+    from scalinglab.models.mlp import MLP
+    from scalinglab.training import train_classifier
+
+    data = load_digits_split(test_size=0.4, seed=0)
+    x = data["x_test"].astype(np.float64)
+    before, after, nets = [], [], {}
+    for seed in range(5):
+        net = MLP(64, 64, 3, 10, seed=seed)
+        before.append(layer_dimensions(net, x))
+        if seed == 0:
+            nets["untrained"] = MLP(64, 64, 3, 10, seed=0)
+        train_classifier(
+            net, data, steps=300, lr=3e-3, batch_size=None, log_every=None, seed=seed, device="cpu"
+        )
+        after.append(layer_dimensions(net, x))
+        if seed == 0:
+            nets["trained"] = net
+    return data, np.array(before), np.array(after), nets
+
+
+@pytest.mark.slow
+def test_layer_dimension_profile_over_seeds(digits_profiles):
+    _, before, after, _ = digits_profiles
+    # Untrained: "about 7.5 to 8 in every layer" (seed means).
+    assert np.all((before.mean(axis=0) > 7.4) & (before.mean(axis=0) < 8.1))
+    # Trained: the last hidden layer "about 6" on average, from 7.6 at the input ...
+    assert 5.8 < after[:, -1].mean() < 6.6 and abs(after[0, 0] - 7.6) < 0.05
+    # ... lower than the untrained value for every seed, and decreasing layer by layer on
+    # average.
+    assert np.all(after[:, -1] < before[:, -1])
+    assert np.all(np.diff(after.mean(axis=0)) < 0)
+    # "single seeds scatter by a few tenths": the standard deviation over seeds
+    assert np.all(after.std(axis=0, ddof=1)[1:] < 0.5)
+
+
+@pytest.mark.slow
+def test_pca_panel_two_coordinates_do_not_separate_every_class(digits_profiles):
+    """The page's reading of the PCA panel: on the two plotted coordinates a 5-NN classifier
+    gets about a quarter right for the untrained last layer, and about as many for the
+    trained layer as for the pixels (both near 60 %), far from the network's own accuracy."""
+    torch = pytest.importorskip("torch")
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    data, _, _, nets = digits_profiles
+    x, y = data["x_test"].astype(np.float64), data["y_test"]
+
+    def accuracy_2d(z):
+        p = PCA(n_components=2).fit_transform(z)
+        return cross_val_score(KNeighborsClassifier(5), p, y, cv=5).mean()
+
+    with torch.no_grad():
+        last = {
+            k: n.hidden(torch.as_tensor(x, dtype=torch.float32))[-1].numpy()
+            for k, n in nets.items()
+        }
+    pixels, untrained, trained = (
+        accuracy_2d(x),
+        accuracy_2d(last["untrained"]),
+        accuracy_2d(last["trained"]),
+    )
+    assert 0.15 < untrained < 0.35
+    assert 0.5 < pixels < 0.7 and 0.5 < trained < 0.7 and abs(trained - pixels) < 0.05
+    with torch.no_grad():
+        logits = nets["trained"](torch.as_tensor(x, dtype=torch.float32))
+    assert (logits.argmax(1).numpy() != y).mean() < 0.04  # the page's 2.5 % test error

@@ -208,3 +208,25 @@ def test_page_setup_second_descent_ends_below_the_classical_sweet_spot():
     at_n = list(ps).index(n)
     assert test[1, at_n] < test[0, at_n] / 100
     assert test[2, at_n] < 1.1 * test[2, ps < n].min()  # no higher than before the threshold
+
+
+def test_label_noise_raises_the_peak_but_misspecification_alone_gives_one():
+    """Chapter 6 and its exercise: Schaeffer et al.'s third factor is *residual error*, of
+    which label noise is one source. With clean labels the random-ReLU-features model still
+    cannot represent the tanh teacher exactly, so the min-norm fit still peaks at p = n (at
+    least 10x its final test MSE for each of 8 feature draws); label noise raises the peak's
+    test MSE (sigma = 1 vs 0, every draw). The peak-to-final *ratio* is not monotone in the
+    noise -- noise raises the final error too -- so the page and exercise compare absolute
+    peak heights. n = 60 as in the exercise."""
+    ps = np.unique(np.r_[np.arange(5, 241, 5), 60])
+    sweeps = {
+        sigma: sweep_features(
+            teacher_data(n=60, d=8, noise=sigma, n_test=1000, seed=0), ps, seeds=range(8)
+        )["test_mse"][0]
+        for sigma in (0.0, 1.0)
+    }
+    for test in sweeps.values():
+        assert np.all(ps[np.argmax(test, axis=1)] == 60)
+    clean, noisy = sweeps[0.0], sweeps[1.0]
+    assert np.all(clean.max(axis=1) > 10 * clean[:, -1])  # a peak without label noise
+    assert np.all(noisy.max(axis=1) > 5 * clean.max(axis=1))  # noise makes it taller

@@ -24,8 +24,12 @@ of smallest Euclidean norm. Both cases are the Moore--Penrose pseudo-inverse,
 Every component of the targets -- noise included -- is divided by a singular value.
 At :math:`p = n` the square random matrix :math:`\Phi` has singular values arbitrarily
 close to zero (the lower Marchenko--Pastur edge :math:`(1-\sqrt{\gamma})^2` of
-:math:`\Phi^\top\Phi / n` touches zero at :math:`\gamma = p/n = 1`), so the noise is
-amplified without bound: this is the peak of double descent.
+:math:`\Phi^\top\Phi / n` touches zero at :math:`\gamma = p/n = 1`), so the *residual
+error* -- label noise, or the part of the target the features cannot represent -- is
+amplified without bound wherever test points project onto those directions: this is the
+peak of double descent (Schaeffer et al. 2023's three factors: small non-zero singular
+values, test features along them, residual error). Label noise makes the peak taller but
+is not needed for one when the model class is misspecified.
 
 *Ridge fit.* :math:`\hat\beta_\lambda = \arg\min \|y - \Phi\beta\|^2 + \lambda\|\beta\|^2
 = \sum_i \frac{s_i}{s_i^2 + \lambda} (u_i^\top y)\, v_i` replaces :math:`1/s_i` by

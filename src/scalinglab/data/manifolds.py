@@ -4,7 +4,8 @@ Each sampler draws ``n`` points from a smooth manifold :math:`\mathcal M` of dim
 :math:`d` embedded in :math:`\mathbb R^D` and returns a float64 array of shape ``(n, D)``.
 Because :math:`d` is known exactly, these data sets are the ground truth for chapter 3
 (intrinsic-dimension estimators) and chapter 5 (teacher--student scaling with inputs on a
-manifold, where the loss exponent is predicted to be :math:`4/d`).
+manifold: Sharma & Kaplan's :math:`\alpha \approx 4/d` is for model size with ample data;
+the data-side exponent is Bahri et al.'s resolution-limited regime).
 
 =====================================  ==============  ========================
 sampler                                intrinsic d     ambient D

@@ -1,9 +1,10 @@
 """Label noise: replace a fraction of the labels with a *different* random class.
 
-Double descent (chapter 6) needs it: with a fraction :math:`\\varepsilon` of wrong labels, a
-model that interpolates the training set must memorise :math:`\\varepsilon n` arbitrary
-points, and the test error peaks where it is just barely able to (Nakkiran et al. 2020;
-greydanus/mnist1d uses 15% noise).
+Double descent (chapter 6) is sharpest with it, though it does not need it (Nakkiran et al.
+2020's translation transformers had none; any residual error the model class cannot fit
+will do): with a fraction :math:`\\varepsilon` of wrong labels, a model that interpolates the
+training set must memorise :math:`\\varepsilon n` arbitrary points, and the test error peaks
+where it is just barely able to (greydanus/mnist1d's double-descent notebook uses 15%).
 
 Exactly :math:`\\operatorname{round}(\\varepsilon n)` labels are flipped, chosen without
 replacement. Each flipped label :math:`y` becomes :math:`(y + k) \\bmod C` with :math:`k` uniform
