@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import inspect
 import json
 from importlib import resources
@@ -54,7 +55,12 @@ def test_good_and_shipped_configs_pass():
     ]
     assert shipped
     for f in shipped:
-        validate_config(json.loads(f.read_text()), f.name)
+        config = json.loads(f.read_text())
+        if "runner" in config:  # made by a chapter module's own main, not `scalinglab sweep`
+            module = config["runner"].removeprefix("python -m ")
+            assert callable(getattr(importlib.import_module(module), "main", None)), f.name
+            continue
+        validate_config(config, f.name)
 
 
 @pytest.mark.parametrize(

@@ -466,24 +466,28 @@ def load_records(name: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def make_grokking_records(config_path: str | Path, out: str | Path) -> None:
-    """Run every grokking run of a config file (``{"runs": [kwargs, ...]}``) and write JSONL.
+def grokking_records(config: dict) -> list[dict]:
+    """Every grokking run of a config (``{"defaults": {...}, "runs": [kwargs, ...]}``).
 
-    Each line holds the run's ``config``, its logged history and the final embedding's
+    Each record holds the run's ``config``, its logged history and the final embedding's
     :func:`fourier_power` (the embedding itself is not stored).
     """
-    config = json.loads(Path(config_path).read_text())
-    with open(out, "w") as f:
-        for kwargs in config["runs"]:
-            torch.set_num_threads(1)
-            hist = train_grokking(**{**config.get("defaults", {}), **kwargs})
-            emb = hist.pop("embedding")
-            hist["fourier_power"] = fourier_power(emb).tolist()
-            hist["fourier_purity"] = fourier_purity(emb)
-            f.write(json.dumps(hist) + "\n")
+    records = []
+    for kwargs in config["runs"]:
+        hist = train_grokking(**{**config.get("defaults", {}), **kwargs})
+        emb = hist.pop("embedding")
+        hist["fourier_power"] = fourier_power(emb).tolist()
+        hist["fourier_purity"] = fourier_purity(emb)
+        records.append(hist)
+    return records
 
 
-if __name__ == "__main__":  # python -m scalinglab.emergence CONFIG OUT
-    import sys
+def main(argv=None) -> None:
+    """``python -m scalinglab.emergence CONFIG.json --out records.jsonl`` (1 thread, CPU)."""
+    from scalinglab.sweep_config import records_main
 
-    make_grokking_records(sys.argv[1], sys.argv[2])
+    records_main(grokking_records, main.__doc__, argv)
+
+
+if __name__ == "__main__":
+    main()
