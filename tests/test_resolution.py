@@ -1,0 +1,180 @@
+"""Chapter 5's package code against theory (-1/d, -2/d, -4/d) and scipy / scikit-learn.
+
+Tolerances. Each slope below is a least-squares fit over n = 250 (or 500) ... 16,000 of one
+random sample. Across 6 seeds (``/tmp`` study recorded in the chapter-5 report) the seed
+standard deviation of a slope is at most about 1.5 % of its value for spacing and 1-NN at
+d <= 6 and about 2.5 % for piecewise-linear interpolation; the tolerances (5 %, 10 %, 8 %)
+are about 3 of those standard deviations plus room for the known finite-n bias (slopes come
+out slightly flatter at small n, where s is not small compared with the torus).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.interpolate import LinearNDInterpolator
+from scipy.spatial import cKDTree
+from sklearn.neighbors import KNeighborsRegressor
+
+from scalinglab.data.manifolds import sample_torus
+from scalinglab.data.teacher_student import teacher_student_dataset
+from scalinglab.intrinsic_dimension import twonn
+from scalinglab.resolution import (
+    dimension_from_slope,
+    expected_nn_spacing,
+    loglog_slope,
+    mse,
+    nn_distances,
+    nn_spacing,
+    one_nn_predict,
+    periodic_images,
+    periodic_linear_interpolate,
+    predicted_exponent,
+    regression_curve,
+    spacing_curve,
+    torus_angles,
+)
+
+TWO_PI = 2 * np.pi
+NS_SPACING = [250, 500, 1000, 2000, 4000, 8000, 16000]
+NS_REG = [500, 1000, 2000, 4000, 8000, 16000]
+
+
+# ----------------------------------------------------------------- exact / reference checks
+def test_nn_distances_match_a_kdtree_and_exclude_the_point_itself():
+    x = np.random.default_rng(0).normal(size=(300, 3))
+    ref = cKDTree(x).query(x, k=2)[0][:, 1]
+    np.testing.assert_allclose(nn_distances(x), ref, rtol=1e-12)
+    assert np.all(nn_distances(x) > 0)
+    assert nn_spacing(x) == pytest.approx(ref.mean(), rel=1e-12)
+
+
+def test_periodic_nn_distances_match_brute_force_on_the_torus():
+    theta = np.random.default_rng(1).uniform(0, TWO_PI, size=(200, 2))
+    diff = np.abs(theta[:, None, :] - theta[None, :, :])
+    diff = np.minimum(diff, TWO_PI - diff)
+    dist = np.sqrt((diff**2).sum(-1))
+    np.fill_diagonal(dist, np.inf)
+    np.testing.assert_allclose(nn_distances(theta, period=TWO_PI), dist.min(1), rtol=1e-12)
+
+
+def test_expected_spacing_matches_the_geodesic_mean_on_the_torus():
+    # n = 4000, d = 2, 3: the mean of 4000 nearest-neighbour distances has a relative
+    # standard error of about 0.52 / sqrt(4000) < 1 %; 3 % is 3+ standard errors.
+    for d in (2, 3):
+        theta = torus_angles(sample_torus(4000, d, np.random.default_rng(d)))
+        got = nn_spacing(theta, period=TWO_PI)
+        assert got == pytest.approx(expected_nn_spacing(4000, d, TWO_PI**d), rel=0.03)
+
+
+def test_torus_angles_invert_the_embedding():
+    rng = np.random.default_rng(2)
+    x = sample_torus(50, 3, rng)
+    theta = torus_angles(x)
+    assert theta.shape == (50, 3) and theta.min() >= 0 and theta.max() < TWO_PI
+    np.testing.assert_allclose(np.cos(theta), x[:, 0::2], atol=1e-12)
+    np.testing.assert_allclose(np.sin(theta), x[:, 1::2], atol=1e-12)
+
+
+def test_periodic_images_are_shifted_copies_inside_the_margin():
+    theta = np.array([[0.1, 3.0], [6.2, 6.2]])
+    pts, vals = periodic_images(theta, np.array([1.0, 2.0]), margin=0.5)
+    assert len(pts) == len(vals)
+    np.testing.assert_array_equal(pts[:2], theta)
+    assert np.all((pts >= -0.5) & (pts < TWO_PI + 0.5))
+    # point 0 has one image (x + 2 pi); point 1 has three (x - 2 pi, y - 2 pi, both)
+    assert len(pts) == 2 + 1 + 3
+    assert sorted(vals[2:]) == [1.0, 2.0, 2.0, 2.0]
+
+
+def test_one_nn_matches_scikit_learn():
+    rng = np.random.default_rng(3)
+    x, y, xt = rng.normal(size=(200, 4)), rng.normal(size=200), rng.normal(size=(50, 4))
+    ref = KNeighborsRegressor(n_neighbors=1).fit(x, y).predict(xt)
+    np.testing.assert_allclose(one_nn_predict(x, y, xt), ref)
+
+
+def test_periodic_interpolation_in_1d_matches_numpy_periodic_interp():
+    rng = np.random.default_rng(4)
+    xp = np.sort(rng.uniform(0, TWO_PI, 40))
+    fp = np.sin(xp) + 0.3 * np.cos(3 * xp)
+    xq = rng.uniform(0, TWO_PI, 500)  # includes points in the wrap-around gap
+    ref = np.interp(xq, xp, fp, period=TWO_PI)
+    got = periodic_linear_interpolate(xp[:, None], fp, xq[:, None])
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+
+
+def test_periodic_interpolation_equals_plain_delaunay_in_the_interior():
+    # Far from the edges the padded triangulation is the plain one; an affine function is
+    # reproduced exactly (barycentric weights sum to one).
+    rng = np.random.default_rng(5)
+    theta = rng.uniform(0, TWO_PI, size=(2000, 2))
+    y = 0.7 * theta[:, 0] - 1.3 * theta[:, 1] + 2.0
+    q = rng.uniform(1.5, TWO_PI - 1.5, size=(300, 2))
+    got = periodic_linear_interpolate(theta, y, q)
+    np.testing.assert_allclose(got, 0.7 * q[:, 0] - 1.3 * q[:, 1] + 2.0, atol=1e-9)
+    np.testing.assert_allclose(got, LinearNDInterpolator(theta, y)(q), atol=1e-9)
+
+
+def test_default_margin_is_wide_enough():
+    # Doubling the padding changes the test MSE by about 1 % (d = 3; 2 % allowed): the
+    # simplices that contain test points are, but for a few at the edges, those of the
+    # periodic triangulation. A 1 % change at every n moves a log-log slope by nothing.
+    data = teacher_student_dataset(n_train=2000, n_test=1000, intrinsic_dim=3, seed=1)
+    tr, te = torus_angles(data["x_train"]), torus_angles(data["x_test"])
+    y, yt = data["y_train"][:, 0], data["y_test"][:, 0]
+    base = mse(periodic_linear_interpolate(tr, y, te), yt)
+    wide = mse(periodic_linear_interpolate(tr, y, te, margin=2 * TWO_PI / 2000 ** (1 / 3)), yt)
+    assert base == pytest.approx(wide, rel=0.02)
+
+
+def test_slope_and_dimension_helpers():
+    n = np.array([100.0, 1000.0, 10000.0])
+    assert loglog_slope(n, 3.0 * n**-0.4) == pytest.approx(-0.4, abs=1e-12)
+    for d in (1, 2.5, 7):
+        for kind in ("spacing", "1nn", "linear"):
+            assert dimension_from_slope(predicted_exponent(d, kind), kind) == pytest.approx(d)
+    assert predicted_exponent(4, "linear") == -1.0
+    assert predicted_exponent(4, "1nn") == -0.5
+    with pytest.raises(ValueError):
+        dimension_from_slope(0.1)
+    with pytest.raises(ValueError):
+        predicted_exponent(2, "cubic")
+    with pytest.raises(ValueError):
+        loglog_slope([1, 2], [1, -1])
+
+
+# ------------------------------------------------------------------- theory: the exponents
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+def test_spacing_exponent_is_minus_one_over_d(d):
+    slope = loglog_slope(NS_SPACING, spacing_curve(NS_SPACING, d))
+    assert slope == pytest.approx(-1 / d, rel=0.05)
+
+
+def test_spacing_exponent_drifts_at_high_d_in_the_embedding_but_not_on_the_torus():
+    # d = 8: the nearest neighbour is > 1 radian away, so the straight chord in R^16 is
+    # visibly shorter than the geodesic, more so at small n -- the embedded slope comes out
+    # more than 10 % flat, while the geodesic one stays within 6 % of -1/8.
+    chord = loglog_slope(NS_SPACING, spacing_curve(NS_SPACING, 8))
+    geo = loglog_slope(NS_SPACING, spacing_curve(NS_SPACING, 8, geodesic=True))
+    assert chord > -0.9 / 8
+    assert geo == pytest.approx(-1 / 8, rel=0.06)
+
+
+@pytest.mark.parametrize("d", [2, 3, 4, 6])
+def test_one_nn_mse_exponent_is_minus_two_over_d(d):
+    slope = loglog_slope(NS_REG, regression_curve(NS_REG, d, "1nn"))
+    assert slope == pytest.approx(-2 / d, rel=0.10)
+
+
+@pytest.mark.parametrize("d, ns", [(2, NS_REG), (3, NS_REG), (4, [500, 1000, 2000, 4000])])
+def test_linear_interpolation_mse_exponent_is_minus_four_over_d(d, ns):
+    slope = loglog_slope(ns, regression_curve(ns, d, "linear"))
+    assert slope == pytest.approx(-4 / d, rel=0.08)
+
+
+def test_twonn_recovers_the_torus_dimension_used_for_the_prediction():
+    # chapter 3's estimator on the same inputs: within 10 % of d for d = 2..6 at n = 4000
+    for d in (2, 4, 6):
+        x = teacher_student_dataset(n_train=4000, n_test=1, intrinsic_dim=d)["x_train"]
+        assert twonn(x) == pytest.approx(d, rel=0.10)
