@@ -41,7 +41,7 @@ not in a huge sliver reaching across the square (or outside the convex hull alto
 Sources: U. Sharma and J. Kaplan, "A Neural Scaling Law from the Dimension of the Data
 Manifold", arXiv:2004.10802 (2020), JMLR 23(9):1-34 (2022); Y. Bahri, E. Dyer, J. Kaplan,
 J. Lee and U. Sharma, "Explaining Neural Scaling Laws", arXiv:2102.06701 (2021), PNAS
-121(27) e2311878121 (2024).
+121, e2311878121 (2024).
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ __all__ = [
     "mse",
     "spacing_curve",
     "regression_curve",
+    "MLP_SWEEP_DIMS",
+    "mlp_sweep_name",
+    "mlp_curve",
 ]
 
 TWO_PI = 2.0 * np.pi
@@ -308,3 +311,32 @@ def regression_curve(
             pred = periodic_linear_interpolate(torus_angles(x_tr[:n]), y_tr[:n], torus_angles(x_te))
         out.append(mse(pred, y_te))
     return np.array(out)
+
+
+# ------------------------------------------------------------------ the shipped MLP sweeps
+#: Intrinsic dimensions of the shipped MLP sweeps ``records/ch05_mlp_d{d}.jsonl``.
+MLP_SWEEP_DIMS = (2, 3, 4, 6)
+
+
+def mlp_sweep_name(d: int) -> str:
+    """Name of the shipped sweep of ReLU MLPs on the teacher over :math:`T^d`."""
+    if d not in MLP_SWEEP_DIMS:
+        raise ValueError(f"shipped MLP sweeps exist for d in {MLP_SWEEP_DIMS}, got {d}")
+    return f"ch05_mlp_d{d}"
+
+
+def mlp_curve(records: Sequence[dict], steps: int | None = None):
+    """``(ns, test_mse)`` from sweep records: the test MSE at ``steps`` (default: the last
+    logged step) averaged over init seeds, for each training-set size, sorted by ``n``.
+
+    The engine's regression records store the test MSE as ``test_loss``."""
+    if steps is None:
+        steps = max(r["steps"] for r in records)
+    by_n: dict[int, list[float]] = {}
+    for r in records:
+        if r["steps"] == steps:
+            by_n.setdefault(int(r["n_train"]), []).append(float(r["test_loss"]))
+    if not by_n:
+        raise ValueError(f"no records at steps={steps}")
+    ns = np.array(sorted(by_n))
+    return ns, np.array([np.mean(by_n[n]) for n in ns])
