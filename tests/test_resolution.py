@@ -1,11 +1,12 @@
 """Chapter 5's package code against theory (-1/d, -2/d, -4/d) and scipy / scikit-learn.
 
 Tolerances. Each slope below is a least-squares fit over n = 250 (or 500) ... 16,000 of one
-random sample. Across 6 seeds (``/tmp`` study recorded in the chapter-5 report) the seed
-standard deviation of a slope is at most about 1.5 % of its value for spacing and 1-NN at
-d <= 6 and about 2.5 % for piecewise-linear interpolation; the tolerances (5 %, 10 %, 8 %)
-are about 3 of those standard deviations plus room for the known finite-n bias (slopes come
-out slightly flatter at small n, where s is not small compared with the torus).
+random sample, the sample the chapter's page shows. Over six seeds (a study recorded in the
+chapter-5 report) the seed standard deviation of a slope is 1.3-1.6 % of its value for the
+spacing at d <= 4, 1.2-3.7 % for 1-NN at d <= 6; the tolerances (5 % spacing, 10 % 1-NN, 8 %
+interpolation) are about three of those standard deviations. 1-NN also has a finite-n bias
+that grows with d: at d = 6 its slope averages 10 % flat over six seeds (6 % on seed 0), so
+the 10 % band is tight there -- which is what the page says.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def test_spacing_exponent_drifts_at_high_d_in_the_embedding_but_not_on_the_torus
     # more than 10 % flat, while the geodesic one stays within 6 % of -1/8.
     chord = loglog_slope(NS_SPACING, spacing_curve(NS_SPACING, 8))
     geo = loglog_slope(NS_SPACING, spacing_curve(NS_SPACING, 8, geodesic=True))
-    assert chord > -0.9 / 8
+    assert 0.10 < 1 + 8 * chord < 0.16  # the page: "13 % at d = 8"
     assert geo == pytest.approx(-1 / 8, rel=0.06)
 
 
@@ -165,6 +166,15 @@ def test_spacing_exponent_drifts_at_high_d_in_the_embedding_but_not_on_the_torus
 def test_one_nn_mse_exponent_is_minus_two_over_d(d):
     slope = loglog_slope(NS_REG, regression_curve(NS_REG, d, "1nn"))
     assert slope == pytest.approx(-2 / d, rel=0.10)
+
+
+def test_one_nn_at_d8_comes_out_flat_and_linear_beats_it_a_hundredfold_at_d2():
+    # the page: 1-NN at d = 8 is "about 12 % short of -2/8" (between 8 and 16 % here)
+    b8 = loglog_slope(NS_REG, regression_curve(NS_REG, 8, "1nn"))
+    assert 0.08 < 1 - b8 * 8 / 2 < 0.16
+    # the page: at d = 2 and n = 16,000 interpolation's MSE is > 100 x lower than 1-NN's
+    big = [NS_REG[-1]]
+    assert regression_curve(big, 2, "1nn")[0] > 100 * regression_curve(big, 2, "linear")[0]
 
 
 @pytest.mark.parametrize("d, ns", [(2, NS_REG), (3, NS_REG), (4, [500, 1000, 2000, 4000])])
@@ -216,6 +226,13 @@ def test_mlp_claims_of_the_page_hold_on_the_shipped_records():
     assert -1.2 < b2 < -0.6
     lin = regression_curve([int(ns2[-1])], 2, "linear")[0]
     assert m2[-1] > 10 * lin
+    # ... and it does not fit its own training set much better than the test set
+    from scalinglab.double_descent import load_records
+
+    final = [r for r in load_records("ch05_mlp_d2") if r["final"] and r["n_train"] >= 2000]
+    assert np.mean([r["train_loss"] for r in final]) > 0.5 * np.mean(
+        [r["test_loss"] for r in final]
+    )
     # d = 6: steeper than -4/d (the bound is not a ceiling on the exponent)
     assert slopes[6][2] < -4 / 6
     # d = 4: the network beats piecewise-linear interpolation at n = 2000
