@@ -185,6 +185,15 @@ def test_linear_interpolation_mse_exponent_is_minus_four_over_d(d, ns):
     assert slope == pytest.approx(-4 / d, rel=0.08)
 
 
+def test_the_language_numbers_of_the_page():
+    # Kaplan et al. 2020, eqs. (1.1)-(1.2): alpha_N = 0.076, alpha_D = 0.095
+    from scalinglab.scaling_laws import KAPLAN_2020
+
+    assert (KAPLAN_2020.alpha_N, KAPLAN_2020.alpha_D) == (0.076, 0.095)
+    assert dimension_from_slope(-KAPLAN_2020.alpha_D) == pytest.approx(42.1, abs=0.05)
+    assert dimension_from_slope(-KAPLAN_2020.alpha_N) == pytest.approx(52.6, abs=0.05)
+
+
 def test_twonn_recovers_the_torus_dimension_used_for_the_prediction():
     # chapter 3's estimator on the same inputs: within 10 % of d for d = 2..6 at n = 4000
     for d in (2, 4, 6):
