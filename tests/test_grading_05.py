@@ -1,0 +1,71 @@
+"""Chapter 5's exercise: plausible wrong answers lose exactly their parts' points."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import assert_mistakes_cost
+
+A = "05-resolution-limited-scaling"
+
+# Counts the point itself: its nearest "neighbour" is at distance 0, so the spacing is 0.
+SPACING_WITH_SELF = """def mean_nn_spacing(x):
+    x = np.asarray(x, dtype=np.float64)
+    d2 = np.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)
+    return float(np.sqrt(d2.min(axis=1)).mean())"""
+
+# Fits the quantity itself, not its logarithm, against log n.
+SLOPE_ON_MSE = """def loglog_slope(n, y):
+    n = np.asarray(n, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    return float(np.polyfit(np.log(n), y, 1)[0])"""
+
+# Calls the course package's implementation instead of writing one (forbidden).
+PACKAGE_ONE_NN = """from scalinglab.resolution import one_nn_predict as _package_one_nn
+
+
+def one_nn_predict(x_train, y_train, x_test):
+    return _package_one_nn(x_train, y_train, x_test)"""
+
+# Triangulates the square without the periodic images: edge points are extrapolated (NaN).
+NOT_PERIODIC = """def periodic_interpolate(theta_train, y_train, theta_test):
+    return LinearNDInterpolator(np.asarray(theta_train), np.asarray(y_train))(np.asarray(theta_test))"""
+
+# Uses the 1-NN exponent 2/d for linear interpolation.
+TWO_OVER_D = """predicted_slope = -2 / 3"""
+
+# Uses 4/d for a 1-NN slope when inverting it.
+FOUR_OVER_D = """def dimension_from_slope(slope, method="linear"):
+    return float(-4.0 / slope)
+
+
+c_1nn = float(np.mean([-b * d for d, b in slopes_by_d.items()]))
+d_mystery = dimension_from_slope(mystery_slope, "1nn")"""
+
+
+@pytest.mark.slow
+def test_spacing_and_slope_mistakes_lose_exactly_their_points(course, tmp_path):
+    assert_mistakes_cost(
+        course,
+        tmp_path,
+        A,
+        {"spacing": SPACING_WITH_SELF, "slope": SLOPE_ON_MSE},
+        {"test_spacing": 2, "test_slope": 2},
+    )
+
+
+@pytest.mark.slow
+def test_calling_the_package_loses_the_one_nn_points(course, tmp_path):
+    # needs the new grader's "# forbid:" rule: the package's function gives right answers
+    assert_mistakes_cost(course, tmp_path, A, {"one_nn": PACKAGE_ONE_NN}, {"test_one_nn": 2})
+
+
+@pytest.mark.slow
+def test_interpolation_and_exponent_mistakes_lose_exactly_their_points(course, tmp_path):
+    assert_mistakes_cost(
+        course,
+        tmp_path,
+        A,
+        {"interp": NOT_PERIODIC, "predict": TWO_OVER_D, "dimension": FOUR_OVER_D},
+        {"test_interp": 3, "test_predict": 2, "test_dimension": 3},
+    )
