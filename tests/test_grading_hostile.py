@@ -407,3 +407,18 @@ def test_broken_cells_are_graded_on_what_is_intact(course, tmp_path):
     assert "'test_entropy' was missing" in notes
     visible = check_notebook(path)
     assert all(r.passed for r in visible)
+
+
+def test_a_grader_that_cannot_start_records_nothing(course, tmp_path):
+    """If the student's interpreter cannot even start (here: an address-space limit too
+    small for Python), that is the grader's failure: one line, no score recorded."""
+    from scalinglab.grading.autograde import GRADER_ERROR
+
+    db = tmp_path / "gradebook.db"
+    (report,) = grade_submissions(
+        A, [("eve", source_notebook_path(A, course))], gradebook=db, course=course,
+        limits={"memory_bytes": 40 * 2**20},
+    )  # fmt: skip
+    assert report.error.startswith(GRADER_ERROR), report.summary()
+    assert "did not start" in report.error
+    assert gradebook_rows(db) == []

@@ -185,3 +185,13 @@ def test_the_sandbox_is_there_where_required():
 
     if os.environ.get("SCALINGLAB_REQUIRE_SANDBOX"):
         assert SANDBOX, NO_SANDBOX_REASON
+
+
+def test_the_sandbox_mounts_its_private_tmp_before_binding_the_environment(tmp_path):
+    """A course (and its .venv) under /tmp must stay visible: /tmp is mounted first."""
+    from scalinglab.grading import sandbox
+
+    cmd = sandbox.command(["true"], tmp_path, [])
+    binds = [i for i, arg in enumerate(cmd) if arg == "--ro-bind"]
+    assert cmd.index("--tmpfs") < min(binds)
+    assert cmd.index("--proc") < min(binds) and cmd.index("--dev") < min(binds)

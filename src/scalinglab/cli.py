@@ -125,13 +125,14 @@ def _cmd_start(args) -> int:
 
 def _cmd_validate(args) -> int:
     from scalinglab.grading.check import NotebookError, check_notebook, format_results
+    from scalinglab.grading.student import StartError
 
     status = 0
     for notebook in args.notebooks:
         print(f"== {notebook}")
         try:
             results = check_notebook(notebook, cell_timeout=args.cell_timeout)
-        except NotebookError as exc:
+        except (NotebookError, StartError) as exc:
             print(f"scalinglab validate: error: {exc}", file=sys.stderr)
             status = 2
             continue

@@ -19,6 +19,7 @@ import nbformat
 from scalinglab.grading.autograde import thread_env
 from scalinglab.grading.checker import check_notebook_against
 from scalinglab.grading.sandbox import Limits
+from scalinglab.grading.student import StartError
 
 
 def main() -> int:
@@ -32,17 +33,21 @@ def main() -> int:
     source = nbformat.read(job["source"], 4)
     submission = nbformat.read(job["submission"], 4)
     limits = Limits(**job.get("limits", {}))
-    check_notebook_against(
-        submission,
-        source,
-        sandboxed=job["sandbox"],
-        cell_timeout=job["cell_timeout"],
-        timeout=job["timeout"],
-        secret_paths=[Path(p) for p in job["secret"]] + [Path(job["source"]).parent],
-        env={"NBGRADER_EXECUTION": "autograde", **thread_env(job.get("threads"))},
-        on_event=emit,
-        limits=limits,
-    )
+    try:
+        check_notebook_against(
+            submission,
+            source,
+            sandboxed=job["sandbox"],
+            cell_timeout=job["cell_timeout"],
+            timeout=job["timeout"],
+            secret_paths=[Path(p) for p in job["secret"]] + [Path(job["source"]).parent],
+            env={"NBGRADER_EXECUTION": "autograde", **thread_env(job.get("threads"))},
+            on_event=emit,
+            limits=limits,
+        )
+    except StartError as exc:
+        emit({"event": "grader_error", "message": str(exc)})
+        return 1
     emit({"event": "done"})
     return 0
 

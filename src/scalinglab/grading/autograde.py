@@ -36,6 +36,7 @@ DEFAULT_TIMEOUT = 900  # seconds for a whole submission; the contract asks for <
 DEFAULT_CELL_TIMEOUT = 300  # seconds for one cell or one call of a student function
 KILL_GRACE = 5.0  # seconds between the limit and the worker's forced end
 UNGRADABLE = "not a notebook"  # how the error of a missing or unreadable file begins
+GRADER_ERROR = "not graded (the grader failed, not the submission)"  # never recorded
 
 
 class SandboxUnavailable(RuntimeError):
@@ -186,7 +187,7 @@ def _run_worker(job: dict, report: GradeReport, tmp: Path) -> None:
         report.error = f"timed out after {job['timeout']:g} s{where}; parts not reached score 0"
     elif not state["done"]:
         log = (tmp / "worker.log").read_text(errors="replace").strip().splitlines()
-        report.error = "the grader's worker failed: " + (log[-1] if log else "no output")
+        report.error = f"{GRADER_ERROR}: its worker stopped: " + (log[-1] if log else "no output")
 
 
 def thread_env(threads: int | None) -> dict[str, str]:
@@ -215,6 +216,8 @@ def _apply_event(line: bytes, report: GradeReport, state: dict) -> None:
                 report.messages[part] = str(event.get("message", ""))
             report.outputs[part] = str(event.get("output", ""))
         state["current"] = None
+    elif kind == "grader_error":
+        state["failure"] = f"{GRADER_ERROR}: {event.get('message', '')}"[:400]
     elif kind == "failure" and not state["failure"]:
         state["failure"] = str(event.get("message", ""))[:300]
     elif kind == "note":

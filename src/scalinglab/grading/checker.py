@@ -471,6 +471,7 @@ def check_notebook_against(
     with StudentProcess(
         sandboxed, secret_paths=list(secret_paths), env=env, workdir=workdir, limits=limits
     ) as student:
+        student.wait_ready()
         checker = Checker(student, cell_timeout, deadline, on_event)
         for verdict in checker.run(the_plan):
             verdicts[verdict.grade_id] = verdict

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from scalinglab.grading.autograde import (
     DEFAULT_TIMEOUT,
+    GRADER_ERROR,
     UNGRADABLE,
     GradeReport,
     SandboxUnavailable,
@@ -26,8 +27,6 @@ from scalinglab.grading.autograde import (
 )
 from scalinglab.grading.course import Course
 from scalinglab.grading.release import generate
-
-GRADER_ERROR = "not graded (the grader failed, not the submission)"
 
 
 def _check_integrity(db_path: Path) -> None:

@@ -133,6 +133,7 @@ class Runner:
     # -- loop -----------------------------------------------------------------------
     def serve(self) -> None:
         handlers = {"run": self.run, "resolve": self.resolve, "call": self.call}
+        self._send({"id": 0, "ready": True})  # before any student code runs
         while True:
             try:
                 message = wire.read_message_blocking(self.request_fd)

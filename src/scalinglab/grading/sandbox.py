@@ -154,7 +154,9 @@ def readable_paths(secret: list[Path]) -> list[Path]:
 def command(argv: list[str], home: Path, secret: list[Path]) -> list[str]:
     """The bubblewrap command line that runs ``argv`` in a sandbox whose only writable
     folder is ``home`` (mounted at ``/home/student``)."""
-    cmd = ["bwrap", *_namespace_args()]
+    # Fresh /proc, /dev and /tmp first: a bind below (the environment of a course that lives
+    # under /tmp, say) must not be hidden by a mount made after it.
+    cmd = ["bwrap", *_namespace_args(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for top in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = Path("/") / top
         if path.is_symlink():
@@ -169,9 +171,6 @@ def command(argv: list[str], home: Path, secret: list[Path]) -> list[str]:
         if not str(path).startswith(("/usr/", "/bin/", "/lib")):
             cmd += ["--ro-bind", str(path), str(path)]
     cmd += [
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--tmpfs", "/tmp",
         "--bind", str(home), SANDBOX_HOME,
         "--chdir", SANDBOX_HOME,
         "--setenv", "HOME", SANDBOX_HOME,

@@ -32,6 +32,11 @@ class StudentDied(Exception):
     """The student's process ended or broke the protocol."""
 
 
+class StartError(RuntimeError):
+    """The student's interpreter could not start: the grader's environment is at fault (a
+    missing package, a sandbox that cannot see the Python installation), not the student."""
+
+
 class StudentProcess:
     """A running :mod:`scalinglab.grading.runner` with its private folder."""
 
@@ -107,6 +112,26 @@ class StudentProcess:
             os.close(fd)
         os.set_blocking(self._req_w, False)
         self._buffer = b""
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait for the runner's first message, sent before any student code runs; raise
+        :class:`StartError` (with the end of its output) if it never comes."""
+        try:
+            ready = self._read_reply(0, time.monotonic() + timeout)
+        except StudentDied:
+            ready = None
+        if ready is None or not ready.get("ready"):
+            self.kill()
+            tail = self.output_tail(600).strip().splitlines()
+            raise StartError(
+                "the student's interpreter did not start"
+                + (
+                    f" (exit status {self.proc.returncode})"
+                    if self.proc.returncode is not None
+                    else ""
+                )
+                + (f": {tail[-1]}" if tail else "")
+            )
 
     # -- requests -----------------------------------------------------------------------
     def request(self, message: dict, timeout: float) -> dict:
