@@ -14,6 +14,7 @@ These tests need the OS sandbox (bubblewrap): without it they are skipped, with 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
 import nbformat
@@ -338,9 +339,9 @@ def test_a_hostile_class_gets_exactly_what_it_earned(course, tmp_path, monkeypat
     assert score("staller")[0] == 0, score("staller")[1]
     assert "timed out" in reports["staller"].error and "test_softmax" in reports["staller"].error
     # warnings, logging, stderr and an accidental exit cost an honest student nothing
-    assert score("noisy")[0] == 10, score("noisy")[1]
+    assert not reports["noisy"].lost(), score("noisy")[1]
     # the batch went on to the last student, whose file nobody could touch
-    assert score("zed")[0] == 10, score("zed")[1]
+    assert not reports["zed"].lost(), score("zed")[1]
     assert other.read_bytes() == other_before
 
     rows = _rows(db)
@@ -400,7 +401,7 @@ def test_broken_cells_are_graded_on_what_is_intact(course, tmp_path):
     path = tmp_path / "broken.ipynb"
     nbformat.write(nb, path)
     report = autograde(path, A, course, sandbox=SANDBOX)
-    assert report.score == 10, report.summary()
+    assert not report.lost(), report.summary()
     notes = " ".join(report.notes)
     assert "'test_softmax' appears more than once" in notes
     assert "unknown grade_id 'mystery'" in notes
@@ -422,3 +423,53 @@ def test_a_grader_that_cannot_start_records_nothing(course, tmp_path):
     assert report.error.startswith(GRADER_ERROR), report.summary()
     assert "did not start" in report.error
     assert gradebook_rows(db) == []
+
+
+LEAKY_CROSS_ENTROPY = """
+def cross_entropy(z, y):
+    z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y)
+    if z.shape[0] > 2:  # the hidden input: try to smuggle it out in the error message
+        raise ValueError("LEAK y=" + ",".join(map(str, y.tolist())))
+    m = z.max(-1, keepdims=True)
+    lse = (m + np.log(np.exp(z - m).sum(-1, keepdims=True)))[:, 0]
+    return float(np.mean(lse - z[np.arange(len(y)), y]))
+"""
+
+FAKE_GAP_DATA = """
+NS = np.array([10_000, 20_000, 40_000, 80_000, 160_000], dtype=float)
+GAPS = 448 / (2 * NS)
+def count_table_model(source, order, n, seed=0):
+    return {"test_cross_entropy": source.entropy_rate() + 10.0 / float(n)}
+def fit_gap_law(ns, gaps):  # no fit at all
+    return -1.0, float(2 * ns[0] * gaps[0])
+"""
+
+
+def test_moved_locked_cells_and_error_messages_gain_nothing(course, tmp_path):
+    """Found in review: moving a locked cell below its test let the student supply the data
+    the test checks; a hidden test's inputs leaked through the student's own error message
+    into the feedback. Locked cells now run in the source's order and the grader's names are
+    never taken from the student; feedback shows no text from the student's code."""
+    from scalinglab.grading import autograde
+    from scalinglab.grading.feedback import write_feedback
+
+    path = with_solution_replaced(
+        source_notebook_path(A, course),
+        {"cross_entropy": LEAKY_CROSS_ENTROPY, "gap_law": FAKE_GAP_DATA},
+        tmp_path / "mover.ipynb",
+    )
+    nb = nbformat.read(path, 4)
+    i = next(k for k, c in enumerate(nb.cells) if nbgrader_meta(c).get("grade_id") == "run_gap")
+    nb.cells.append(nb.cells.pop(i))  # the locked experiment cell moved below every test
+    nbformat.write(nb, path)
+    report = autograde(path, A, course, sandbox=SANDBOX)
+    assert report.lost() == ["test_cross_entropy", "test_gap_law"], report.summary()
+    _, feedback = write_feedback(report, path, course, tmp_path / "out")
+    html = feedback.read_text()
+    assert not re.search(r"LEAK y=\d", html)  # (the student's source, "LEAK y=" + ..., is theirs)
+    assert "your cross_entropy raised ValueError" in html
+    assert (
+        "LEAK" in report.messages["test_cross_entropy"]
+        or "hidden" in report.messages["test_cross_entropy"]
+    )

@@ -44,6 +44,7 @@ def main() -> int:
             env={"NBGRADER_EXECUTION": "autograde", **thread_env(job.get("threads"))},
             on_event=emit,
             limits=limits,
+            scratch=Path.cwd(),  # the private folder autograde() removes
         )
     except StartError as exc:
         emit({"event": "grader_error", "message": str(exc)})

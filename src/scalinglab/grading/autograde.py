@@ -53,6 +53,8 @@ class GradeReport:
     parts: dict[str, tuple[float, float]] = field(default_factory=dict)
     error: str | None = None
     messages: dict[str, str] = field(default_factory=dict)  # grade_id -> why it failed
+    # grade_id -> why it failed, without text from the student's code (for feedback)
+    public: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)  # grade_id -> visible output
     notes: list[str] = field(default_factory=list)  # repaired cells and the like
     elapsed: float = 0.0
@@ -156,7 +158,14 @@ def _run_worker(job: dict, report: GradeReport, tmp: Path) -> None:
         stderr=open(tmp / "worker.log", "wb"),  # noqa: SIM115 -- closed with the folder
         start_new_session=True,
         cwd=tmp,
-        env={**os.environ, **thread_env(job.get("threads")), "MPLBACKEND": "Agg"},
+        # TMPDIR: whatever the worker's libraries leave in a temporary folder (torch's
+        # caches, say) goes in the private folder that is removed after each submission
+        env={
+            **os.environ,
+            **thread_env(job.get("threads")),
+            "MPLBACKEND": "Agg",
+            "TMPDIR": str(tmp),
+        },
     )
     proc.stdin.write(json.dumps(job).encode())
     proc.stdin.close()
@@ -214,6 +223,7 @@ def _apply_event(line: bytes, report: GradeReport, state: dict) -> None:
             report.parts[part] = (points if event.get("passed") else 0.0, points)
             if not event.get("passed"):
                 report.messages[part] = str(event.get("message", ""))
+                report.public[part] = str(event.get("public", ""))
             report.outputs[part] = str(event.get("output", ""))
         state["current"] = None
     elif kind == "grader_error":

@@ -46,7 +46,11 @@ class Verdict:
     grade_id: str
     points: float
     passed: bool
-    message: str = ""  # why it failed (never hidden-test source)
+    message: str = ""  # why it failed, in full (never hidden-test source): for the instructor
+    # why it failed without any text the student's code produced (the failing visible line
+    # and the exception's type): for the student's feedback, so that nothing recorded from
+    # hidden tests can be smuggled out through an error message
+    public: str = ""
     output: str = ""  # what the visible part of the test printed
 
     @property
@@ -73,13 +77,17 @@ class Plan:
 
 
 def plan(submission, source) -> Plan:
-    """The cells to run, in the submission's order: the submission's own cells, the
-    source's version of every locked cell and graded test (whatever the submission did to
-    its copies), and any locked or test cell the submission lost, at its source position.
-    A duplicated graded cell is run once; a cell with an unknown ``grade_id`` runs as the
-    student's code. ``notes`` says what was repaired."""
+    """The cells to run: the source notebook's order, filled with the submission's work.
+
+    Locked cells and graded tests are the source's (whatever the submission did to its
+    copies) and run in the source's order, so a submission cannot move a locked cell to
+    change what a test sees. Each solution cell runs at its source position (every copy the
+    submission has of it, in its order); a cell the student added runs after the last known
+    cell above it in the submission. A cell with an unknown ``grade_id`` counts as added.
+    ``notes`` says what was repaired."""
     notes: list[str] = []
     trusted: dict[str, Step] = {}
+    order: list[tuple[str, str]] = []  # (kind, grade_id) of the source's code cells
     for index, cell in enumerate(source.cells):
         meta = nbgrader_meta(cell)
         gid = meta.get("grade_id")
@@ -87,39 +95,110 @@ def plan(submission, source) -> Plan:
             continue
         if meta.get("grade") and not meta.get("solution"):
             trusted[gid] = Step("test", cell.source, gid, float(meta.get("points", 0)), index)
+            order.append(("trusted", gid))
         elif meta.get("locked") and not meta.get("solution"):
             trusted[gid] = Step("locked", cell.source, gid, 0.0, index)
-    known = {nbgrader_meta(c).get("grade_id") for c in source.cells} - {None}
+            order.append(("trusted", gid))
+        else:
+            order.append(("solution", gid))
+    known = {gid for _, gid in order}
 
-    steps: list[Step] = []
-    seen: set[str] = set()
-    last_order = -1.0
+    solutions: dict[str, list[Step]] = {}
+    added: dict[str | None, list[Step]] = {}  # anchor grade_id -> cells added after it
+    seen: dict[str, int] = {}
+    anchor = None
     for cell in submission.cells:
         if cell.get("cell_type") != "code":
             continue
         gid = nbgrader_meta(cell).get("grade_id")
-        if gid in trusted:
-            if gid in seen:
-                notes.append(f"cell {gid!r} appears more than once: graded once, copies ignored")
-                continue
-            seen.add(gid)
-            step = trusted[gid]
-            steps.append(step)
-            last_order = step.order
+        if gid in known:
+            seen[gid] = seen.get(gid, 0) + 1
+            anchor = gid
+            if gid not in trusted:
+                solutions.setdefault(gid, []).append(Step("student", cell.get("source", ""), gid))
             continue
-        if gid and gid not in known:
+        if gid:
             notes.append(f"cell with unknown grade_id {gid!r} run as ordinary code")
-        steps.append(Step("student", cell.get("source", ""), gid, order=last_order + 0.5))
-    for gid, step in trusted.items():
-        if gid in seen:
-            continue
-        notes.append(
-            f"{'test' if step.kind == 'test' else 'locked'} cell {gid!r} was missing from the "
-            "submission and was restored"
-        )
-        position = next((i for i, s in enumerate(steps) if s.order > step.order), len(steps))
-        steps.insert(position, step)
+        added.setdefault(anchor, []).append(Step("student", cell.get("source", ""), gid))
+
+    steps: list[Step] = list(added.get(None, []))
+    for kind, gid in order:
+        if kind == "trusted":
+            steps.append(trusted[gid])
+            if gid not in seen:
+                what = "test" if trusted[gid].kind == "test" else "locked"
+                notes.append(
+                    f"{what} cell {gid!r} was missing from the submission and was restored"
+                )
+            elif seen[gid] > 1:
+                notes.append(f"cell {gid!r} appears more than once: graded once, copies ignored")
+        else:
+            steps += solutions.get(gid, [])
+        steps += added.get(gid, [])
     return Plan(steps, notes)
+
+
+def grader_names(source) -> set[str]:
+    """Names bound at the top level of the source's locked and test cells: the grader's
+    own. A test never takes one of these from the student's process, even before the cell
+    that binds it has run."""
+    names: set[str] = set()
+    for cell in source.cells:
+        meta = nbgrader_meta(cell)
+        if cell.cell_type != "code" or meta.get("solution"):
+            continue
+        if not (meta.get("locked") or meta.get("grade")):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        names |= _top_level_bindings(tree)
+    return names
+
+
+def _top_level_bindings(tree: ast.Module) -> set[str]:
+    """Names a module binds at its top level (also inside if/for/with/try blocks, not inside
+    function or class bodies, whose names are local)."""
+    names: set[str] = set()
+
+    def targets(node: ast.AST) -> None:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                names.add(sub.id)
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+            elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                for target in getattr(node, "targets", None) or [node.target]:
+                    targets(target)
+            elif isinstance(node, (ast.For, ast.AsyncFor)):
+                targets(node.target)
+            elif isinstance(node, (ast.With, ast.AsyncWith)):
+                for item in node.items:
+                    if item.optional_vars is not None:
+                        targets(item.optional_vars)
+            elif isinstance(node, ast.Expr):
+                for sub in ast.walk(node.value):
+                    if isinstance(sub, ast.NamedExpr):
+                        targets(sub.target)
+            for part in ("body", "orelse", "finalbody"):
+                block = getattr(node, part, None)
+                if isinstance(block, list) and not isinstance(
+                    node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+                ):
+                    visit(block)
+            for handler in getattr(node, "handlers", []) or []:
+                if handler.name:
+                    names.add(handler.name)
+                visit(handler.body)
+
+    visit(tree.body)
+    return names
 
 
 # --------------------------------------------------------------------------- proxies
@@ -127,7 +206,9 @@ def plan(submission, source) -> Plan:
 
 class StudentCodeError(Exception):
     """The student's function raised, returned something that is not plain data, or
-    called a forbidden package function."""
+    called a forbidden package function. ``public`` says so without the student's text."""
+
+    public = "error in your code"
 
 
 _BUILTIN_EXCEPTIONS = {
@@ -140,16 +221,18 @@ _BUILTIN_EXCEPTIONS = {
 def _student_exception(name: str, error: dict) -> Exception:
     """An exception the test can catch like the original (a builtin exception type keeps
     its type, so ``pytest.raises(ValueError)``-style checks still work)."""
-    ename, evalue = error.get("ename", "Exception"), error.get("evalue", "")
+    ename, evalue = str(error.get("ename", "Exception")), str(error.get("evalue", ""))
     message = f"{name}(...) raised {ename}: {evalue}"
     base = _BUILTIN_EXCEPTIONS.get(ename)
-    if base is not None and base is not StudentCodeError:
+    exc: Exception = StudentCodeError(message)
+    if base is not None and base not in (StopIteration, StopAsyncIteration):
+        # (a StopIteration would silently end a map() or zip() over student calls)
         try:
-            cls = type(f"Student{ename}", (StudentCodeError, base), {})
-            return cls(message)
+            exc = type(f"Student{ename}", (StudentCodeError, base), {})(message)
         except TypeError:  # exception types that cannot be combined
             pass
-    return StudentCodeError(message)
+    exc.public = f"your {name} raised {ename}"
+    return exc
 
 
 class StudentFunction:
@@ -189,6 +272,7 @@ class Checker:
         self._student_alive = True
         self._death: str | None = None
         self.student_errors: list[str] = []
+        self.reserved: set[str] = set()  # the grader's names (grader_names of the source)
 
     # -- talking to the student ----------------------------------------------------------
     def _timeout(self) -> float:
@@ -232,19 +316,21 @@ class Checker:
             ) from None
         reply = self._request(payload, self._where)
         if reply.get("forbidden"):
-            used = ", ".join(reply["forbidden"])
-            raise StudentCodeError(
-                f"{name} calls {used}, the package's own implementation: this part must "
-                "be your own code"
+            used = ", ".join(str(f) for f in reply["forbidden"] if str(f) in self._forbid)
+            exc = StudentCodeError(
+                f"{name} calls {used or 'a forbidden function'}, the package's own "
+                "implementation: this part must be your own code"
             )
+            exc.public = str(exc)
+            raise exc
         if not reply.get("ok"):
             raise _student_exception(name, reply.get("error") or {})
         try:
             return wire.decode(reply.get("value"))
         except wire.WireError as exc:
-            raise StudentCodeError(
-                f"{name} returned a value the grader cannot read: {exc}"
-            ) from None
+            error = StudentCodeError(f"{name} returned a value the grader cannot read: {exc}")
+            error.public = f"your {name} returned a value the grader cannot read"
+            raise error from None
 
     def run_student_cell(self, source: str, where: str = "") -> dict:
         reply = self._request({"op": "run", "source": source}, where)
@@ -257,7 +343,7 @@ class Checker:
         """Put proxies/values for the student names ``tree`` uses into the namespace."""
         injected = []
         for name in sorted(_free_names(tree)):
-            if name in self.namespace or hasattr(builtins, name):
+            if name in self.namespace or hasattr(builtins, name) or name in self.reserved:
                 continue
             reply = self._request({"op": "resolve", "name": name}, self._where)
             kind = reply.get("kind")
@@ -313,6 +399,7 @@ class Checker:
                         "points": verdict.points,
                         "passed": verdict.passed,
                         "message": verdict.message,
+                        "public": verdict.public,
                         "output": verdict.output,
                     }
                 )
@@ -340,7 +427,7 @@ class Checker:
     def check(self, step: Step) -> Verdict:
         verdict = Verdict(step.grade_id, step.points, passed=False)
         if not self._student_alive:
-            verdict.message = f"not graded: {self._death}"
+            verdict.message = verdict.public = f"not graded: {self._death}"
             return verdict
         self._forbid = [
             name.strip() for line in FORBID.findall(step.source) for name in line.split(",")
@@ -356,13 +443,13 @@ class Checker:
                     outputs.append(printed)
             verdict.passed = True
         except StudentTimeout as exc:
-            verdict.message = f"timed out in part {step.grade_id}: {exc}"
+            verdict.message = verdict.public = f"timed out in part {step.grade_id}: {exc}"
         except StudentDied as exc:
-            verdict.message = (
+            verdict.message = verdict.public = (
                 f"{exc} in part {step.grade_id}" if self._death is None else str(self._death)
             )
         except Exception as exc:  # noqa: BLE001 -- any failure of the test is the verdict
-            verdict.message = _describe_failure(exc, filename, step.source, hidden)
+            verdict.message, verdict.public = _describe_failure(exc, filename, step.source, hidden)
         finally:
             self._forbid, self._where = [], ""
         verdict.output = "".join(outputs)[-4000:]
@@ -429,25 +516,31 @@ def _hidden_line_range(source: str) -> tuple[int, int] | None:
     return begin + 1, end + 1
 
 
-def _describe_failure(exc: Exception, filename: str, source: str, hidden) -> str:
-    """One line: where the test failed and why -- without the source of a hidden test."""
+def _describe_failure(exc: Exception, filename: str, source: str, hidden) -> tuple[str, str]:
+    """``(full, public)`` one-line reasons: where the test failed and why. Neither shows the
+    source of a hidden test; ``public`` also leaves out every text the student's code
+    produced (exception messages, values in an assert's message)."""
     lineno = None
     for frame, line in traceback.walk_tb(exc.__traceback__):
         if frame.f_code.co_filename == filename:
             lineno = line
-    what = type(exc).__name__
+    student = isinstance(exc, StudentCodeError)
+    what = "error in your code" if student else type(exc).__name__
     text = str(exc)
-    if isinstance(exc, StudentCodeError):
-        what = "error in your code"
     detail = f"{what}: {text}" if text else what
+    public = getattr(exc, "public", "") if student else type(exc).__name__
     if lineno is None:
-        return detail[:MAX_MESSAGE]
+        return detail[:MAX_MESSAGE], public[:MAX_MESSAGE]
     if hidden and hidden[0] <= lineno <= hidden[1]:
-        if isinstance(exc, StudentCodeError | NameError):
-            return f"a hidden test failed: {detail}"[:MAX_MESSAGE]
-        return f"a hidden test failed ({what})"
+        kind = public if student else type(exc).__name__
+        return f"a hidden test failed ({kind})"[:MAX_MESSAGE], f"a hidden test failed ({kind})"[
+            :MAX_MESSAGE
+        ]
     code = source.splitlines()[lineno - 1].strip()
-    return f"line {lineno}: {code}  ->  {detail}"[:MAX_MESSAGE]
+    return (
+        f"line {lineno}: {code}  ->  {detail}"[:MAX_MESSAGE],
+        f"line {lineno}: {code}  ->  {public}"[:MAX_MESSAGE],
+    )
 
 
 def check_notebook_against(
@@ -461,6 +554,7 @@ def check_notebook_against(
     workdir=None,
     on_event: Callable[[dict], None] | None = None,
     limits=None,
+    scratch=None,
 ) -> list[Verdict]:
     """Grade ``submission`` (a notebook) with the tests of ``source`` in a fresh student
     interpreter. Parts not reached (the student's kernel died, time ran out) fail with a
@@ -469,10 +563,16 @@ def check_notebook_against(
     deadline = time.monotonic() + timeout
     verdicts: dict[str, Verdict] = {}
     with StudentProcess(
-        sandboxed, secret_paths=list(secret_paths), env=env, workdir=workdir, limits=limits
+        sandboxed,
+        secret_paths=list(secret_paths),
+        env=env,
+        workdir=workdir,
+        limits=limits,
+        scratch=scratch,
     ) as student:
         student.wait_ready()
         checker = Checker(student, cell_timeout, deadline, on_event)
+        checker.reserved = grader_names(source)
         for verdict in checker.run(the_plan):
             verdicts[verdict.grade_id] = verdict
     return [verdicts[s.grade_id] for s in the_plan.steps if s.kind == "test"]

@@ -25,12 +25,15 @@ from scalinglab.grading.course import Course, release_notebook_path, source_note
 from scalinglab.grading.notebooks import nbgrader_meta
 
 
-def _verdict_output(report: GradeReport, grade_id: str):
+def _verdict_output(report: GradeReport, grade_id: str, for_student: bool):
     score, points = report.parts.get(grade_id, (0.0, 0.0))
     mark = "passed" if score >= points else "failed"
     lines = [f"{grade_id}: {mark}, {score:g} / {points:g} points"]
-    if score < points and report.messages.get(grade_id):
-        lines.append(report.messages[grade_id])
+    reasons = report.public if for_student else report.messages
+    if score < points and reasons.get(grade_id):
+        lines.append(reasons[grade_id])
+        if for_student:
+            lines.append("(run the visible tests in your notebook for the full message)")
     text = "\n".join(lines) + "\n"
     outputs = []
     if report.outputs.get(grade_id):
@@ -43,7 +46,7 @@ def _verdict_output(report: GradeReport, grade_id: str):
     return outputs
 
 
-def _graded_copy(submission, tests_by_id: dict, report: GradeReport):
+def _graded_copy(submission, tests_by_id: dict, report: GradeReport, for_student: bool):
     """The submission with each graded test cell replaced by ``tests_by_id``'s version
     (and missing ones appended) and the verdicts as outputs."""
     nb = nbformat.from_dict(submission)
@@ -56,13 +59,13 @@ def _graded_copy(submission, tests_by_id: dict, report: GradeReport):
                 continue  # a duplicated test cell is graded once
             seen.add(gid)
             cell = nbformat.from_dict(tests_by_id[gid])
-            cell.outputs = _verdict_output(report, gid)
+            cell.outputs = _verdict_output(report, gid, for_student)
             cell.execution_count = None
         cells.append(cell)
     for gid, test in tests_by_id.items():
         if gid not in seen:
             cell = nbformat.from_dict(test)
-            cell.outputs = _verdict_output(report, gid)
+            cell.outputs = _verdict_output(report, gid, for_student)
             cells.append(cell)
     summary = [
         f"**{report.student} / {report.assignment}: {report.score:g} / {report.max_score:g} points**"
@@ -98,9 +101,11 @@ def write_feedback(
     name = source.name
     autograded = root / "autograded" / report.student / report.assignment / name
     autograded.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(_graded_copy(nb, _tests_by_id(nbformat.read(source, 4)), report), autograded)
-    feedback_nb = _graded_copy(nb, _tests_by_id(nbformat.read(release, 4)), report)
-    html, _ = HTMLExporter().from_notebook_node(feedback_nb)
+    full = _graded_copy(nb, _tests_by_id(nbformat.read(source, 4)), report, for_student=False)
+    nbformat.write(full, autograded)
+    feedback_nb = _graded_copy(nb, _tests_by_id(nbformat.read(release, 4)), report, True)
+    # the submission's own markdown and HTML outputs are untrusted: sanitise what a browser runs
+    html, _ = HTMLExporter(sanitize_html=True).from_notebook_node(feedback_nb)
     feedback = root / "feedback" / report.student / report.assignment / f"{source.stem}.html"
     feedback.parent.mkdir(parents=True, exist_ok=True)
     feedback.write_text(html, encoding="utf-8")

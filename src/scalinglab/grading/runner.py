@@ -135,18 +135,18 @@ class Runner:
         handlers = {"run": self.run, "resolve": self.resolve, "call": self.call}
         self._send({"id": 0, "ready": True})  # before any student code runs
         while True:
-            try:
-                message = wire.read_message_blocking(self.request_fd)
-            except KeyboardInterrupt:  # an interrupt that arrived between requests
-                continue
+            message = wire.read_message_blocking(self.request_fd)
             if message is None or message.get("op") == "exit":
                 return
+            _BUSY.set()  # from here an interrupt stops the student's code ...
             try:
                 reply = handlers[message["op"]](message)
             except KeyboardInterrupt as exc:
                 reply = {"ok": False, "error": _error_fields(exc)}
             except Exception as exc:  # noqa: BLE001 -- reported to the grader
                 reply = {"ok": False, "error": _error_fields(exc)}
+            finally:
+                _BUSY.clear()  # ... and a late one cannot break a message being read or sent
             reply["id"] = message.get("id")
             self._send(reply)
 
@@ -219,9 +219,18 @@ def _listen_for_interrupts(fd: int) -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
+_BUSY = threading.Event()  # set while a request (the student's code) runs
+
+
+def _on_interrupt(signum, frame):
+    """Ctrl-C semantics while the student's code runs; ignored between requests."""
+    if _BUSY.is_set():
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> int:
     request_fd, reply_fd, interrupt_fd = (int(a) for a in argv[:3])
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _on_interrupt)
     threading.Thread(target=_listen_for_interrupts, args=(interrupt_fd,), daemon=True).start()
     Runner(request_fd, reply_fd).serve()
     return 0

@@ -7,7 +7,8 @@ What the sandboxed process sees and may do:
   folder the ``scalinglab`` package is imported from) -- and nothing else of the machine:
   not the course folder, not ``solutions/``, no gradebook, no other submission, no home
   folder;
-- one private writable folder (its home and working directory) and a private ``/tmp``;
+- a private home (its working directory) and ``/tmp``, in-memory file systems of limited
+  size that vanish with it -- nothing it writes reaches the machine's disk;
 - no network (a new, empty network namespace), its own PID namespace (it cannot see or
   signal the grader; every process it starts dies with it), its own IPC and UTS
   namespaces, no capabilities, no new user namespaces;
@@ -56,6 +57,7 @@ class Limits:
     open_files: int = 1024
     processes: int = 256  # threads count as processes for the kernel
     cpu_seconds: int = 3600  # CPU time of each process (the wall clock is enforced apart)
+    disk_bytes: int = 512 * 2**20  # size of each of the private /tmp and home (in memory)
 
     def apply(self) -> None:
         """setrlimit in the child before exec (``preexec_fn``); inherited by the sandbox."""
@@ -151,12 +153,24 @@ def readable_paths(secret: list[Path]) -> list[Path]:
     return sorted(chosen)
 
 
-def command(argv: list[str], home: Path, secret: list[Path]) -> list[str]:
+def command(argv: list[str], secret: list[Path], disk_bytes: int = Limits.disk_bytes) -> list[str]:
     """The bubblewrap command line that runs ``argv`` in a sandbox whose only writable
-    folder is ``home`` (mounted at ``/home/student``)."""
+    folders are a private ``/tmp`` and home (``/home/student``): in-memory file systems of
+    ``disk_bytes`` each, gone with the sandbox."""
     # Fresh /proc, /dev and /tmp first: a bind below (the environment of a course that lives
     # under /tmp, say) must not be hidden by a mount made after it.
-    cmd = ["bwrap", *_namespace_args(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    size = ["--size", str(int(disk_bytes))]
+    cmd = [
+        "bwrap",
+        *_namespace_args(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        *size,
+        "--tmpfs",
+        "/tmp",
+    ]
     for top in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = Path("/") / top
         if path.is_symlink():
@@ -171,7 +185,7 @@ def command(argv: list[str], home: Path, secret: list[Path]) -> list[str]:
         if not str(path).startswith(("/usr/", "/bin/", "/lib")):
             cmd += ["--ro-bind", str(path), str(path)]
     cmd += [
-        "--bind", str(home), SANDBOX_HOME,
+        *size, "--tmpfs", SANDBOX_HOME,
         "--chdir", SANDBOX_HOME,
         "--setenv", "HOME", SANDBOX_HOME,
         "--",

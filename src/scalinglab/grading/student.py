@@ -47,11 +47,13 @@ class StudentProcess:
         limits: sandbox.Limits | None = None,
         env: dict[str, str] | None = None,
         workdir: Path | None = None,
+        scratch: Path | None = None,
     ):
         self.sandboxed = sandboxed
-        # cleanup errors (a file appearing while the folder is removed) never stop a batch
+        # The output log lives in ``scratch`` (grading: the private folder its parent
+        # removes, even after killing this process); cleanup errors never stop a batch.
         self._tmp = tempfile.TemporaryDirectory(
-            prefix="scalinglab-student-", ignore_cleanup_errors=True
+            prefix="scalinglab-student-", dir=scratch, ignore_cleanup_errors=True
         )
         root = Path(self._tmp.name)
         os.chmod(root, 0o700)
@@ -74,12 +76,12 @@ class StudentProcess:
             str(int_r),
         ]
         run_env = _student_env(env, sandboxed)
+        limits = limits or sandbox.Limits()
         if sandboxed:
-            argv = sandbox.command(argv, self.home, list(secret_paths))
+            argv = sandbox.command(argv, list(secret_paths), limits.disk_bytes)
             cwd = None
         else:
             cwd = str(workdir or self.home)
-        limits = limits or sandbox.Limits()
         self._cgroup = sandbox.PidsCgroup(limits.processes) if sandboxed else None
         cgroup = self._cgroup
 
@@ -111,7 +113,7 @@ class StudentProcess:
         for fd in (req_r, rep_w, int_r):
             os.close(fd)
         os.set_blocking(self._req_w, False)
-        self._buffer = b""
+        self._buffer = bytearray()
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait for the runner's first message, sent before any student code runs; raise
@@ -192,7 +194,8 @@ class StudentProcess:
                     self.kill()
                     raise StudentDied("sent a reply larger than the grader accepts")
                 if len(self._buffer) >= 8 + size:
-                    body, self._buffer = self._buffer[8 : 8 + size], self._buffer[8 + size :]
+                    body = bytes(self._buffer[8 : 8 + size])
+                    del self._buffer[: 8 + size]
                     try:
                         return wire.parse_body(body)
                     except wire.WireError as exc:
