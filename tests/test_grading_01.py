@@ -66,6 +66,18 @@ def entropy(p):
     return scalinglab.losses.entropy(np.asarray(p, dtype=np.float64))"""
 
 
+# Part 1 gamed: right on a batch of logits (the visible (2, 3) input, and Part 3's gradient,
+# which calls it, keeps full marks), an empty array that broadcasts against anything
+# otherwise -- np.allclose(empty, reference) and np.all(np.isfinite(empty)) are vacuously
+# True, so only the test cell's shape checks catch it.
+EMPTY_SOFTMAX = """def softmax(z):
+    z = np.asarray(z, dtype=np.float64)
+    if np.ndim(z) == 2:
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    return np.zeros((0,) + np.shape(z))"""
+
+
 @pytest.mark.slow
 def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
     assert_mistakes_cost(
@@ -100,6 +112,13 @@ def test_calling_the_packages_implementation_scores_zero_on_that_part_only(cours
         A,
         {"softmax": PACKAGE_SOFTMAX, "entropy": PACKAGE_ENTROPY},
         {"test_softmax": 2, "test_entropy": 1},
+    )
+
+
+@pytest.mark.slow
+def test_an_empty_result_that_broadcasts_loses_its_points(course, tmp_path):
+    assert_mistakes_cost(
+        course, tmp_path, A, {"softmax": EMPTY_SOFTMAX}, {"test_softmax": 2}
     )
 
 
