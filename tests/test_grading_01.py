@@ -117,9 +117,7 @@ def test_calling_the_packages_implementation_scores_zero_on_that_part_only(cours
 
 @pytest.mark.slow
 def test_an_empty_result_that_broadcasts_loses_its_points(course, tmp_path):
-    assert_mistakes_cost(
-        course, tmp_path, A, {"softmax": EMPTY_SOFTMAX}, {"test_softmax": 2}
-    )
+    assert_mistakes_cost(course, tmp_path, A, {"softmax": EMPTY_SOFTMAX}, {"test_softmax": 2})
 
 
 @pytest.mark.slow
