@@ -64,7 +64,6 @@ class Step:
     source: str
     grade_id: str | None = None
     points: float = 0.0
-    order: float = 0.0  # position in the source notebook, for placing missing cells
 
 
 @dataclass
@@ -88,16 +87,16 @@ def plan(submission, source) -> Plan:
     notes: list[str] = []
     trusted: dict[str, Step] = {}
     order: list[tuple[str, str]] = []  # (kind, grade_id) of the source's code cells
-    for index, cell in enumerate(source.cells):
+    for cell in source.cells:
         meta = nbgrader_meta(cell)
         gid = meta.get("grade_id")
         if cell.cell_type != "code" or not gid:
             continue
         if meta.get("grade") and not meta.get("solution"):
-            trusted[gid] = Step("test", cell.source, gid, float(meta.get("points", 0)), index)
+            trusted[gid] = Step("test", cell.source, gid, float(meta.get("points", 0)))
             order.append(("trusted", gid))
         elif meta.get("locked") and not meta.get("solution"):
-            trusted[gid] = Step("locked", cell.source, gid, 0.0, index)
+            trusted[gid] = Step("locked", cell.source, gid)
             order.append(("trusted", gid))
         else:
             order.append(("solution", gid))
@@ -273,7 +272,6 @@ class Checker:
         self._where = ""  # the part being checked, for messages
         self._student_alive = True
         self._death: str | None = None
-        self.student_errors: list[str] = []
         self.reserved: set[str] = set()  # the grader's names (grader_names of the source)
 
     # -- talking to the student ----------------------------------------------------------
@@ -333,13 +331,6 @@ class Checker:
             error = StudentCodeError(f"{name} returned a value the grader cannot read: {exc}")
             error.public = f"your {name} returned a value the grader cannot read"
             raise error from None
-
-    def run_student_cell(self, source: str, where: str = "") -> dict:
-        reply = self._request({"op": "run", "source": source}, where)
-        if not reply.get("ok"):
-            error = reply.get("error") or {}
-            self.student_errors.append(f"{error.get('ename')}: {error.get('evalue', '')}"[:200])
-        return reply
 
     def _bind_student_names(self, tree: ast.AST) -> list[str]:
         """Put proxies/values for the student names ``tree`` uses into the namespace."""
@@ -413,7 +404,7 @@ class Checker:
         """A student cell runs on the student's side; a locked cell on both sides."""
         where = f"in cell {step.grade_id!r}" if step.grade_id else "in a cell without grade_id"
         try:
-            self.run_student_cell(step.source, where)
+            self._request({"op": "run", "source": step.source}, where)
         except StudentTimeout as exc:
             self.on_event({"event": "note", "message": f"{where}: {exc}"})
         except StudentDied:

@@ -196,7 +196,9 @@ def command(argv: list[str], secret: list[Path], disk_bytes: int = Limits.disk_b
 
 class PidsCgroup:
     """A ``pids`` cgroup capping the number of processes of one sandbox, where this
-    process may create one (root, or a delegated cgroup v2 subtree); otherwise inert."""
+    process may create one (root, or a delegated cgroup v2 subtree); otherwise inert. The
+    sandbox's first process joins it itself, before exec (:mod:`scalinglab.grading.student`),
+    so no child escapes it."""
 
     def __init__(self, max_processes: int):
         self.path: Path | None = None
@@ -217,14 +219,6 @@ class PidsCgroup:
                 continue
             self.path = path
             return
-
-    def add(self, pid: int) -> None:
-        if self.path is None:
-            return
-        try:
-            (self.path / "cgroup.procs").write_text(str(pid))
-        except OSError:
-            pass
 
     def remove(self) -> None:
         if self.path is not None:

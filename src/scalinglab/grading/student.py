@@ -61,7 +61,6 @@ class StudentProcess:
         self.home.mkdir()
         self.log_path = root / "output.log"
         self._next_id = 0
-        self.returncode: int | None = None
 
         req_r, self._req_w = os.pipe()
         self._rep_r, rep_w = os.pipe()
@@ -242,7 +241,6 @@ class StudentProcess:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        self.returncode = self.proc.returncode
 
     def close(self) -> None:
         """Stop the student's process tree and delete its private folder."""
