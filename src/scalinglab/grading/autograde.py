@@ -151,22 +151,23 @@ def _configured_cell_timeout(course: Course) -> float:
 
 def _run_worker(job: dict, report: GradeReport, tmp: Path) -> None:
     """Run the worker; fold its event stream into ``report``; enforce the wall clock."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scalinglab.grading._worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=open(tmp / "worker.log", "wb"),  # noqa: SIM115 -- closed with the folder
-        start_new_session=True,
-        cwd=tmp,
-        # TMPDIR: whatever the worker's libraries leave in a temporary folder (torch's
-        # caches, say) goes in the private folder that is removed after each submission
-        env={
-            **os.environ,
-            **thread_env(job.get("threads")),
-            "MPLBACKEND": "Agg",
-            "TMPDIR": str(tmp),
-        },
-    )
+    with open(tmp / "worker.log", "wb") as log:  # the child keeps its own copy of the fd
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scalinglab.grading._worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,
+            cwd=tmp,
+            # TMPDIR: whatever the worker's libraries leave in a temporary folder (torch's
+            # caches, say) goes in the private folder that is removed after each submission
+            env={
+                **os.environ,
+                **thread_env(job.get("threads")),
+                "MPLBACKEND": "Agg",
+                "TMPDIR": str(tmp),
+            },
+        )
     proc.stdin.write(json.dumps(job).encode())
     proc.stdin.close()
     deadline = time.monotonic() + job["timeout"] + KILL_GRACE

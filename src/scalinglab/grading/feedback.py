@@ -22,7 +22,7 @@ import nbformat
 
 from scalinglab.grading.autograde import GradeReport
 from scalinglab.grading.course import Course, release_notebook_path, source_notebook_path
-from scalinglab.grading.notebooks import nbgrader_meta
+from scalinglab.grading.notebooks import graded_parts, nbgrader_meta
 
 
 def _verdict_output(report: GradeReport, grade_id: str, for_student: bool):
@@ -78,11 +78,7 @@ def _graded_copy(submission, tests_by_id: dict, report: GradeReport, for_student
 
 
 def _tests_by_id(notebook) -> dict:
-    return {
-        nbgrader_meta(c)["grade_id"]: c
-        for c in notebook.cells
-        if nbgrader_meta(c).get("grade") and not nbgrader_meta(c).get("solution")
-    }
+    return {part.grade_id: notebook.cells[part.index] for part in graded_parts(notebook)}
 
 
 def write_feedback(

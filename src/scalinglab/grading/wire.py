@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import pickle
+import sys
 from typing import Any
 
 import numpy as np
@@ -101,8 +102,6 @@ def _is_torch_tensor(obj: Any) -> bool:
 
 def _loaded_torch():
     """torch if this process has already imported it (never imports it just to check)."""
-    import sys
-
     return sys.modules.get("torch")
 
 
