@@ -196,3 +196,16 @@ def test_the_sandbox_mounts_its_private_tmp_before_binding_the_environment(tmp_p
     binds = [i for i, arg in enumerate(cmd) if arg == "--ro-bind"]
     assert cmd.index("--tmpfs") < min(binds)
     assert cmd.index("--proc") < min(binds) and cmd.index("--dev") < min(binds)
+
+
+def test_the_graders_working_directory_is_never_bound(tmp_path, monkeypatch):
+    """Found by grading a spy with `scalinglab grade`: the worker runs `python -m` in its
+    private folder (the submission copy, its log), which is then on sys.path; that folder
+    must not be visible in the sandbox."""
+    from scalinglab.grading import sandbox
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    bound = sandbox.readable_paths([])
+    assert not any(p == tmp_path or tmp_path in p.parents for p in bound), bound
+    assert bound  # the environment itself is still bound

@@ -119,11 +119,14 @@ def readable_paths(secret: list[Path]) -> list[Path]:
     and the folder ``scalinglab`` is imported from are always bound, unless one of them
     holds a ``secret`` path (the course, its solutions, the gradebook). Other ``sys.path``
     folders are bound only if they neither hold nor lie inside a secret path, so a test
-    runner's ``tests/`` folder, say, stays out.
+    runner's ``tests/`` folder, say, stays out. The working directory always counts as
+    secret.
     """
     import scalinglab
 
-    secret = [s.resolve() for s in secret]
+    # The grader's working directory is never bound either: it holds the grader's own files
+    # (a worker started with ``python -m`` from its private folder also has it on sys.path).
+    secret = [s.resolve() for s in [*secret, Path.cwd()]]
 
     def holds_secret(path: Path) -> bool:
         return any(s == path or path in s.parents for s in secret)
