@@ -334,7 +334,7 @@ def test_a_hostile_class_gets_exactly_what_it_earned(course, tmp_path, monkeypat
     assert reports["hog"].lost() == ["test_cross_entropy"], score("hog")[1]
     # a crash in part 4 keeps parts 1-3, with one clear error line
     assert score("killer")[0] == 6, score("killer")[1]
-    assert "died" in reports["killer"].error and "entropy" in reports["killer"].error
+    assert "died (SIGSEGV)" in reports["killer"].error and "entropy" in reports["killer"].error
     # an endless call that ignores the interrupt is stopped; later parts are not reached
     assert score("staller")[0] == 0, score("staller")[1]
     assert "timed out" in reports["staller"].error and "test_softmax" in reports["staller"].error

@@ -217,11 +217,16 @@ class StudentProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             code = self.proc.returncode
-        if code is not None and code < 0:
+        # Killed by a signal: -N from the process itself, 128 + N from bubblewrap, which
+        # reports its child's death the way a shell does.
+        number = -code if code is not None and code < 0 else None
+        if self.sandboxed and code is not None and code > 128:
+            number = code - 128
+        if number is not None:
             try:
-                name = signal.Signals(-code).name
+                name = signal.Signals(number).name
             except ValueError:
-                name = f"signal {-code}"
+                name = f"signal {number}"
             return f"the student's kernel died ({name})"
         return f"the student's kernel died (exit status {code})"
 
