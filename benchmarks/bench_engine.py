@@ -4,13 +4,13 @@ Measured in one run (``python benchmarks/bench_engine.py``, under a minute with 
 
 1. **Batched vs loop.** 32 small MLPs (MNIST-1D, width 32, one hidden layer, 1000 training
    examples, mini-batches of 100, AdamW, 200 steps) trained one by one with
-   :func:`scalinglab.training.train_classifier` and together with
-   :func:`scalinglab.ensemble.train_ensemble`. Same data, seeds, batches and steps; the
+   :func:`scalinglab.engine.training.train_classifier` and together with
+   :func:`scalinglab.engine.ensemble.train_ensemble`. Same data, seeds, batches and steps; the
    final weights agree to float tolerance (checked here too). Budget: >= 8x.
 2. **Achieved FLOP/s of a wide MLP vs the matmul peak.** The peak is the best of several
    ``torch.mm`` of two 2048 x 2048 float32 matrices; the MLP (512 -> 2048 -> 2048 -> 512,
-   batch 1024, the training step of :func:`~scalinglab.training.fit` with AdamW) is charged
-   its exact matmul FLOPs (:mod:`scalinglab.flops`). Both are timed call by call and compared
+   batch 1024, the training step of :func:`~scalinglab.engine.training.fit` with AdamW) is charged
+   its exact matmul FLOPs (:mod:`scalinglab.engine.flops`). Both are timed call by call and compared
    best-to-best and median-to-median (the machine may be shared). Budget: >= 50%.
 3. **Chinchilla fit time** of :func:`scalinglab.fitting.fit_chinchilla` on 250 synthetic
    points drawn from the published law (Hoffmann et al. 2022) with 1% noise. Budget: <= 2 s.
@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from scalinglab.data.mnist1d import make_mnist1d
-from scalinglab.device import autocast
-from scalinglab.ensemble import MLPEnsemble, train_ensemble
-from scalinglab.flops import mlp_train_flops_per_example
+from scalinglab.engine.device import autocast
+from scalinglab.engine.ensemble import MLPEnsemble, train_ensemble
+from scalinglab.engine.flops import mlp_train_flops_per_example
+from scalinglab.engine.training import loss_and_error, make_optimizer, train_classifier
 from scalinglab.models.mlp import MLP
-from scalinglab.training import loss_and_error, make_optimizer, train_classifier
 
 
 def _sync(device: torch.device) -> None:
@@ -91,7 +91,7 @@ def bench_wide_mlp_vs_peak(device: torch.device, rounds: int = 12, n: int = 2048
     """Training FLOP/s of a wide MLP and the ``torch.mm`` peak, measured interleaved.
 
     Each round times one ``n x n`` float32 matmul and one full training step (forward,
-    cross-entropy, backward, AdamW -- the step of :func:`scalinglab.training.fit`) of an
+    cross-entropy, backward, AdamW -- the step of :func:`scalinglab.engine.training.fit`) of an
     MLP 512 -> 2048 -> 2048 -> 512 on a batch of 1024. Interleaving exposes both to the same
     background load; best and median over the rounds are reported.
     """

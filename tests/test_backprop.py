@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from scalinglab.backprop import autograd_loss_and_grads, measured_flops, two_layer_loss_and_grads
-from scalinglab.flops import mlp_forward_flops, mlp_train_flops_per_example
+from scalinglab.engine.flops import mlp_forward_flops, mlp_train_flops_per_example
 from scalinglab.models.mlp import MLP
 
 

@@ -24,7 +24,7 @@ from scalinglab.double_descent import (
     sweet_spot,
     width_for_param_count,
 )
-from scalinglab.sweep import RECORD_KEYS, SweepGrid, model_id, plan_groups
+from scalinglab.engine.sweep import RECORD_KEYS, SweepGrid, model_id, plan_groups
 
 NOISY, CLEAN, SAMPLES = "ch06_mlp_sweep", "ch06_mlp_sweep_clean", "ch06_mlp_samplewise"
 SHIPPED = (NOISY, CLEAN, SAMPLES)

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from scalinglab.ensemble import MLPEnsemble, train_ensemble
+from scalinglab.engine.ensemble import MLPEnsemble, train_ensemble
+from scalinglab.engine.training import train_classifier, train_regressor
 from scalinglab.models.mlp import MLP
-from scalinglab.training import train_classifier, train_regressor
 
 
 def _classification_data(seed=0, n=120, n_test=40, in_dim=6, n_classes=3):

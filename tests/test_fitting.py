@@ -370,7 +370,7 @@ def test_shipped_sweep_records_support_the_page():
     from importlib.resources import files
 
     from scalinglab.data.markov import MarkovSource
-    from scalinglab.sweep_cli import load_records
+    from scalinglab.engine.sweep_config import load_records
 
     folder = files("scalinglab") / "records"
     config = json.loads(folder.joinpath("ch04_markov_sweep.config.json").read_text())

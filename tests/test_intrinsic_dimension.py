@@ -224,8 +224,8 @@ def test_pca_overcounts_curved_manifolds():
 def test_layer_dimensions_of_trained_mlp_match_skdim_and_decrease():
     torch = pytest.importorskip("torch")
     from scalinglab.data.digits import load_digits_split
+    from scalinglab.engine.training import train_classifier
     from scalinglab.models.mlp import MLP
-    from scalinglab.training import train_classifier
 
     data = load_digits_split(test_size=0.4, seed=0)
     x = data["x_test"].astype(np.float64)
@@ -295,8 +295,8 @@ def digits_profiles():
     before and after training, and the seed-0 networks."""
     pytest.importorskip("torch")
     from scalinglab.data.digits import load_digits_split
+    from scalinglab.engine.training import train_classifier
     from scalinglab.models.mlp import MLP
-    from scalinglab.training import train_classifier
 
     data = load_digits_split(test_size=0.4, seed=0)
     x = data["x_test"].astype(np.float64)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from scalinglab.flops import (
+from scalinglab.engine.flops import (
     mlp_forward_flops,
     mlp_train_flops,
     mlp_train_flops_per_example,
@@ -216,7 +216,7 @@ def test_transformer_rejects_too_long_sequences():
 
 def test_train_next_token_reports_the_cross_entropy_of_shifted_tokens():
     from scalinglab.data.hmm import Mess3
-    from scalinglab.training import train_next_token
+    from scalinglab.engine.training import train_next_token
 
     rng = np.random.default_rng(0)
     mess3 = Mess3()
@@ -239,8 +239,8 @@ def test_train_next_token_reports_the_cross_entropy_of_shifted_tokens():
 
 def test_last_position_classifier_learns_modular_addition_table():
     from scalinglab.data.modular import modular_arithmetic_dataset
+    from scalinglab.engine.training import train_classifier
     from scalinglab.models.transformer import LastPosition
-    from scalinglab.training import train_classifier
 
     data = modular_arithmetic_dataset(p=7, op="+", train_fraction=0.9, seed=0)
     model = LastPosition(TinyTransformer(8, 32, 1, 4, context_length=3, seed=0))

@@ -11,10 +11,10 @@ import torch
 
 from scalinglab.data.mnist1d import make_mnist1d
 from scalinglab.double_descent import load_records, shipped_config
+from scalinglab.engine.sweep_config import load_dataset
+from scalinglab.engine.training import BatchSchedule
 from scalinglab.models.mlp import MLP
 from scalinglab.mup import layer_lr_multipliers, optimal_lr, optimum_shift_octaves, train_lr_sweep
-from scalinglab.sweep_cli import load_dataset
-from scalinglab.training import BatchSchedule
 
 
 def test_multipliers_follow_table_3():

@@ -134,7 +134,7 @@ def test_the_pages_sample_scores_the_source_below_its_entropy_rate():
     """Chapter 1 prints the source's own log-loss on 100 x 1,000 tokens drawn after the
     page's earlier uses of its generator (seed_everything(0), then a (4, 6) normal draw and
     4 integers): 1.2442 < h = 1.2486, a sampling fluctuation."""
-    from scalinglab.seeding import seed_everything
+    from scalinglab.engine.seeding import seed_everything
 
     rng = seed_everything(0)
     rng.normal(size=(4, 6))

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import tqdm.std
 
-from scalinglab.sweep import SweepGrid, run_sweep
+from scalinglab.engine.sweep import SweepGrid, run_sweep
 
 
-@pytest.mark.parametrize("module", ["sweep", "training", "ensemble", "next_token"])
+@pytest.mark.parametrize(
+    "module", ["engine.sweep", "engine.training", "engine.ensemble", "next_token"]
+)
 def test_library_bars_are_text_bars(module):
     assert importlib.import_module(f"scalinglab.{module}").tqdm is tqdm.std.tqdm
 

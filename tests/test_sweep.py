@@ -13,12 +13,12 @@ import time
 import numpy as np
 import pytest
 
-from scalinglab.flops import mlp_train_flops_per_example
+from scalinglab.engine.flops import mlp_train_flops_per_example
+from scalinglab.engine.sweep import RECORD_KEYS, SweepGrid, final_records, plan_groups, run_sweep
+from scalinglab.engine.sweep_config import load_records
+from scalinglab.engine.training import train_classifier
 from scalinglab.models.mlp import MLP
-from scalinglab.sweep import RECORD_KEYS, SweepGrid, final_records, plan_groups, run_sweep
 from scalinglab.sweep_cli import register
-from scalinglab.sweep_config import load_records
-from scalinglab.training import train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -246,14 +246,6 @@ def test_regenerate_commands_replace_the_shipped_records():
         assert args.force and not args.resume
 
 
-def test_sweep_cli_keeps_its_old_names():
-    """Chapter 4 imports ``load_records`` from the CLI module; the library owns them now."""
-    from scalinglab import sweep_cli, sweep_config
-
-    for name in ("load_records", "load_config", "load_dataset", "run_config"):
-        assert getattr(sweep_cli, name) is getattr(sweep_config, name)
-
-
 # 40 single-model groups (max_models_per_group=1): records reach the file one model at a time.
 SLOW_TINY = {
     "dataset": {"name": "digits", "seed": 0},
@@ -308,7 +300,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
 
 def test_markov_dataset_windows_are_one_hot_contexts_and_next_tokens():
     from scalinglab.data.markov import MarkovSource, markov_windows_dataset
-    from scalinglab.sweep_cli import load_dataset
+    from scalinglab.engine.sweep_config import load_dataset
 
     spec = {
         "name": "markov",

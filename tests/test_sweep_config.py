@@ -11,7 +11,7 @@ from importlib import resources
 
 import pytest
 
-from scalinglab.sweep_config import (
+from scalinglab.engine.sweep_config import (
     DATASETS,
     GRID,
     TRAINING,
@@ -132,9 +132,9 @@ def test_schema_matches_the_engine():
     from scalinglab.data.mnist1d import make_mnist1d
     from scalinglab.data.modular import OPS, modular_arithmetic_dataset
     from scalinglab.data.teacher_student import MANIFOLDS, teacher_student_dataset
+    from scalinglab.engine.sweep import SweepGrid, iter_sweep
+    from scalinglab.engine.training import OPTIMIZERS
     from scalinglab.models.mlp import ACTIVATIONS, INITS
-    from scalinglab.sweep import SweepGrid, iter_sweep
-    from scalinglab.training import OPTIMIZERS
 
     def params(fn, drop=()):
         return set(inspect.signature(fn).parameters) - set(drop)

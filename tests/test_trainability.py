@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from scalinglab.double_descent import load_records, shipped_config
-from scalinglab.sweep_cli import load_dataset
+from scalinglab.engine.sweep_config import load_dataset
 from scalinglab.trainability import ResidualMLP, depth_records
 
 

@@ -5,9 +5,9 @@ Small modules with one job each:
 - :mod:`scalinglab.losses` -- softmax, cross-entropy, entropy, KL (chapter 1).
 - :mod:`scalinglab.data` -- offline data sources (Markov chains with exact entropy
   rates, MNIST-1D, digits, manifolds, teacher--student, HMMs, modular arithmetic).
-- :mod:`scalinglab.models`, :mod:`scalinglab.ensemble`, :mod:`scalinglab.sweep` --
-  the training engine (many small models at once); :mod:`scalinglab.sweep_config` reads,
-  checks and runs the JSON sweep configs behind the shipped records.
+- :mod:`scalinglab.models` -- the MLPs and the small decoder-only transformer.
+- :mod:`scalinglab.engine` -- the training engine (many small models at once, sweeps, the
+  JSON sweep configs behind the shipped records, devices, seeds, FLOPs).
 - :mod:`scalinglab.fitting` -- power laws and scaling-law fits.
 - :mod:`scalinglab.grading` -- nbgrader release, student checks and safe autograding.
 - :mod:`scalinglab.cli`, :mod:`scalinglab.sweep_cli` -- the ``scalinglab`` command line, a thin

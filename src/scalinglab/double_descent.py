@@ -2,7 +2,7 @@ r"""Model-wise, sample-wise and epoch-wise double descent of small MLPs.
 
 Helpers to *predict* where the peak of a double-descent curve sits, to *find* it in a
 sweep, and to load or re-run the sweeps chapter 6 ships. The training itself is the
-course's engine (:func:`scalinglab.sweep.run_sweep`): nothing here trains a model.
+course's engine (:func:`scalinglab.engine.sweep.run_sweep`): nothing here trains a model.
 
 Where to look. A ReLU MLP ``in_dim -> [width] * depth -> out_dim`` has
 
@@ -30,7 +30,7 @@ test curve (the bottom of the classical U) and :func:`locate_peak` the maximum o
 error to its right.
 
 The shipped sweeps. ``scalinglab/records/<name>.config.json`` is a sweep config
-(:mod:`scalinglab.sweep_config`, run by ``scalinglab sweep``) and ``<name>.jsonl`` the
+(:mod:`scalinglab.engine.sweep_config`, run by ``scalinglab sweep``) and ``<name>.jsonl`` the
 records it wrote, one per model per logged step (the engine's tidy format, so epoch-wise
 curves are in there too). :func:`load_records` reads them, :func:`regenerate_command` says
 how to rebuild them and :func:`rerun_shipped` retrains any slice of a shipped grid with the
@@ -151,14 +151,14 @@ def _records_file(name: str, suffix: str):
 
 def load_records(name: str) -> list[dict]:
     """Records shipped with the package: ``scalinglab/records/<name>.jsonl``."""
-    from scalinglab.sweep_config import load_records as read_jsonl
+    from scalinglab.engine.sweep_config import load_records as read_jsonl
 
     with resources.as_file(_records_file(name, ".jsonl")) as path:
         return read_jsonl(path)
 
 
 def shipped_config(name: str) -> dict:
-    """The sweep config (:mod:`scalinglab.sweep_config`) of ``scalinglab/records/<name>.jsonl``."""
+    """The sweep config (:mod:`scalinglab.engine.sweep_config`) of ``scalinglab/records/<name>.jsonl``."""
     return json.loads(_records_file(name, ".config.json").read_text())
 
 
@@ -191,7 +191,7 @@ def rerun_shipped(
     """Retrain a slice of a shipped sweep with the engine: same data, model and optimizer.
 
     Any of ``widths, seeds, n_train, steps`` left ``None`` keeps the shipped grid's value.
-    Returns the engine's records (:func:`scalinglab.sweep.run_sweep`). A retrained model
+    Returns the engine's records (:func:`scalinglab.engine.sweep.run_sweep`). A retrained model
     equals its shipped twin up to float rounding: the engine pads every member of an
     ensemble to the widest one, so a different slice sums the same numbers in a different
     order, and Adam slowly amplifies such one-ulp differences.
@@ -201,8 +201,8 @@ def rerun_shipped(
     """
     import torch
 
-    from scalinglab.sweep import SweepGrid, run_sweep
-    from scalinglab.sweep_config import load_dataset
+    from scalinglab.engine.sweep import SweepGrid, run_sweep
+    from scalinglab.engine.sweep_config import load_dataset
 
     config = shipped_config(name)
     grid = dict(config["grid"])

@@ -27,9 +27,9 @@ readout layers change their outputs :math:`w` times faster in a network :math:`w
 and the largest stable :math:`\\eta` falls like :math:`1/w`. µP divides those layers' learning
 rates by :math:`w/w_0` and the optimum stays put.
 
-All learning rates of a width are trained at once: one :class:`~scalinglab.ensemble.MLPEnsemble`
+All learning rates of a width are trained at once: one :class:`~scalinglab.engine.ensemble.MLPEnsemble`
 whose members differ only in their learning rate, updated by one
-:class:`~scalinglab.ensemble.StackedAdamW` per group of parameters (input and biases, hidden,
+:class:`~scalinglab.engine.ensemble.StackedAdamW` per group of parameters (input and biases, hidden,
 readout) with its per-member learning-rate vector.
 
 Source: G. Yang, E. J. Hu, I. Babuschkin, S. Sidor, X. Liu, D. Farhi, N. Ryder, J. Pachocki,
@@ -44,8 +44,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from scalinglab.ensemble import MLPEnsemble, StackedAdamW, StackedBatches
-from scalinglab.training import BatchSchedule, loss_and_error, prepare, take
+from scalinglab.engine.ensemble import MLPEnsemble, StackedAdamW, StackedBatches
+from scalinglab.engine.training import BatchSchedule, loss_and_error, prepare, take
 
 PARAMETRIZATIONS = ("sp", "mup")
 
@@ -157,7 +157,7 @@ def optimum_shift_octaves(table: Mapping[int, tuple[Sequence[float], Sequence[fl
 
 def run_config(config: Mapping) -> list[dict]:
     """Records of the sweep a config describes (see ``records/ch02_mup_sweep.config.json``)."""
-    from scalinglab.sweep_config import load_dataset
+    from scalinglab.engine.sweep_config import load_dataset
 
     data = load_dataset(config["dataset"])
     lrs = [2.0**k for k in config["log2_lrs"]]
@@ -173,7 +173,7 @@ def run_config(config: Mapping) -> list[dict]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m scalinglab.mup CONFIG.json --out records.jsonl``."""
-    from scalinglab.sweep_config import records_main
+    from scalinglab.engine.sweep_config import records_main
 
     records_main(run_config, main.__doc__, argv)
 

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm  # a text bar, never a Jupyter widget (the book is read offline)
 
 from scalinglab.data.markov import MarkovSource
-from scalinglab.seeding import seed_everything
+from scalinglab.engine.seeding import seed_everything
 
 __all__ = [
     "count_table_model",

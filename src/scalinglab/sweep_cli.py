@@ -1,9 +1,7 @@
-"""The ``scalinglab sweep`` sub-command: a thin argument parser over :mod:`scalinglab.sweep_config`.
+"""The ``scalinglab sweep`` sub-command: a thin argument parser over :mod:`scalinglab.engine.sweep_config`.
 
-The config format, the checks and the running live in :mod:`scalinglab.sweep_config`;
+The config format, the checks and the running live in :mod:`scalinglab.engine.sweep_config`;
 this module only parses arguments, prints one-line errors and the hint to resume.
-``load_config``, ``load_dataset``, ``load_records`` and ``run_config`` are re-exported for
-code written against the old location (prefer :mod:`scalinglab.sweep_config`).
 """
 
 from __future__ import annotations
@@ -12,20 +10,18 @@ import argparse
 import shlex
 import sys
 
-from scalinglab.sweep_config import (  # noqa: F401 -- re-exported for compatibility
+from scalinglab.engine.sweep_config import (
     ConfigError,
     OutputExistsError,
     SweepInterrupted,
     load_config,
-    load_dataset,
-    load_records,
     run_config,
 )
 
 DESCRIPTION = """\
 Train a grid of MLPs described by a JSON config and append one JSON record per model
 per logged step to OUT (JSON lines), group by group, so an interrupted run keeps what it
-finished. The config format is described in the scalinglab.sweep_config module:
+finished. The config format is described in the scalinglab.engine.sweep_config module:
 a "dataset" (mnist1d, digits, teacher_student, modular or markov and its arguments),
 a "grid" (widths, n_train, steps, seeds, depth) and "training" (lr, optimizer, ...)."""
 

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from scalinglab.ensemble import MLPEnsemble, train_ensemble
+from scalinglab.engine.ensemble import MLPEnsemble, train_ensemble
+from scalinglab.engine.training import train_classifier
 from scalinglab.models.mlp import check_positive_int, init_linear_
-from scalinglab.training import train_classifier
 
 
 class ResidualMLP(nn.Module):
@@ -89,7 +89,7 @@ def depth_records(
     """Full-batch SGD with momentum on ``data`` for every depth, architecture and seed.
 
     ``architectures``: ``"kaiming"`` / ``"xavier"`` (plain ReLU MLPs with that init, all seeds
-    trained together as one :class:`~scalinglab.ensemble.MLPEnsemble`) or ``"residual"``
+    trained together as one :class:`~scalinglab.engine.ensemble.MLPEnsemble`) or ``"residual"``
     (:class:`ResidualMLP`, one at a time). Records: ``{architecture, depth, width, seed, step,
     train_loss, test_loss, train_error, test_error}`` at every logged step (non-finite
     losses become ``None``).
@@ -128,7 +128,7 @@ def depth_records(
 def run_config(config: Mapping) -> list[dict]:
     """The depth records of a config: its data set, then each run's grid arguments over
     the shared ones."""
-    from scalinglab.sweep_config import load_dataset
+    from scalinglab.engine.sweep_config import load_dataset
 
     data = load_dataset(config["dataset"])
     records = []
@@ -139,7 +139,7 @@ def run_config(config: Mapping) -> list[dict]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m scalinglab.trainability CONFIG.json --out records.jsonl``."""
-    from scalinglab.sweep_config import records_main
+    from scalinglab.engine.sweep_config import records_main
 
     records_main(run_config, main.__doc__, argv)
 

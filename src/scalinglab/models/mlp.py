@@ -28,7 +28,7 @@ biases always start at zero except for ``"torch"``):
 
 A ``seed`` makes the initial weights a pure function of the seed (a private
 :class:`torch.Generator`, no global state touched), which is what lets
-:class:`scalinglab.ensemble.MLPEnsemble` rebuild exactly the same networks.
+:class:`scalinglab.engine.ensemble.MLPEnsemble` rebuild exactly the same networks.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class MLP(nn.Module):
     seed:
         If given, the initial weights come from a private generator seeded with it.
         Otherwise PyTorch's global generator is used (seed it with
-        :func:`scalinglab.seeding.seed_everything`).
+        :func:`scalinglab.engine.seeding.seed_everything`).
     init_std:
         Standard deviation for ``init="normal"``.
     """

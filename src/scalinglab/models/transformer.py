@@ -152,7 +152,7 @@ class LastPosition(nn.Module):
     """Wrap a sequence model so that ``forward`` returns the logits at the last position only.
 
     Turns a :class:`TinyTransformer` into a classifier for
-    :func:`scalinglab.training.train_classifier` (e.g. modular arithmetic ``[a, b, =]``).
+    :func:`scalinglab.engine.training.train_classifier` (e.g. modular arithmetic ``[a, b, =]``).
     """
 
     def __init__(self, model: nn.Module) -> None:

@@ -31,8 +31,8 @@ Per-model hyperparameters
 :class:`StackedAdamW` and :class:`StackedSGD` apply the update rules of
 :class:`torch.optim.AdamW` and :class:`torch.optim.SGD` with a learning rate and weight
 decay per member (a vector broadcast over each member's slice). With the same seeds and the
-same batches (see :class:`scalinglab.training.BatchSchedule`), :func:`train_ensemble`
-reproduces :func:`scalinglab.training.fit` member by member up to float rounding;
+same batches (see :class:`scalinglab.engine.training.BatchSchedule`), :func:`train_ensemble`
+reproduces :func:`scalinglab.engine.training.fit` member by member up to float rounding;
 ``tests/test_ensemble.py`` checks it.
 
 "Up to float rounding" needs care with Adam: its update :math:`m/\\sqrt{v}` divides out the
@@ -52,15 +52,8 @@ import torch
 from torch import nn
 from tqdm import tqdm  # a text bar, never a Jupyter widget (the book is read offline)
 
-from scalinglab.device import autocast
-from scalinglab.models.mlp import (
-    INITS,
-    MLP,
-    check_positive_int,
-    get_activation,
-    mlp_param_count,
-)
-from scalinglab.training import (
+from scalinglab.engine.device import autocast
+from scalinglab.engine.training import (
     OPTIMIZERS,
     TASKS,
     BatchSchedule,
@@ -68,6 +61,13 @@ from scalinglab.training import (
     loss_and_error,
     prepare,
     take,
+)
+from scalinglab.models.mlp import (
+    INITS,
+    MLP,
+    check_positive_int,
+    get_activation,
+    mlp_param_count,
 )
 
 
@@ -343,9 +343,9 @@ def train_ensemble(
     """Train every member of ``ensemble`` on the same data set, in one batched loop.
 
     ``lr`` and ``weight_decay`` are scalars or one value per member. Member ``m`` draws its
-    mini-batches from a :class:`~scalinglab.training.BatchSchedule` seeded with
+    mini-batches from a :class:`~scalinglab.engine.training.BatchSchedule` seeded with
     ``batch_seeds[m]`` (default: the member's init seed), exactly as
-    :func:`scalinglab.training.fit` does with ``seed=batch_seeds[m]``.
+    :func:`scalinglab.engine.training.fit` does with ``seed=batch_seeds[m]``.
 
     Returns ``{"step": list, "train_loss", "test_loss", "train_error", "test_error"}`` with
     arrays of shape ``(n_logged_steps, n_models)``, and ``"batch_size"``.

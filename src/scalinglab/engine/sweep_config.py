@@ -22,12 +22,12 @@ A config names a data set, a grid of MLPs and how to train them::
 ``encoding`` says otherwise) or ``markov`` (``vocab_size, order, concentration, source_seed``
 of :meth:`scalinglab.data.markov.MarkovSource.random`, the rest for
 :func:`~scalinglab.data.markov.markov_windows_dataset`). ``grid`` holds the arguments of
-:class:`~scalinglab.sweep.SweepGrid` and ``training`` the keyword arguments of
-:func:`~scalinglab.sweep.iter_sweep`. Only ``"model": "mlp"`` sweeps are supported.
+:class:`~scalinglab.engine.sweep.SweepGrid` and ``training`` the keyword arguments of
+:func:`~scalinglab.engine.sweep.iter_sweep`. Only ``"model": "mlp"`` sweeps are supported.
 
 :func:`load_config` reads a config and checks every field (:class:`ConfigError`, a
 ``ValueError``, names the first bad one, e.g. ``grid.widths``), :func:`run_config` trains it
-and appends the records (see :mod:`scalinglab.sweep`) to a JSON-lines file, one group of
+and appends the records (see :mod:`scalinglab.engine.sweep`) to a JSON-lines file, one group of
 models at a time and flushed, so an interrupted run keeps what it finished; ``resume=True``
 skips the models whose ``final`` record is already there. :func:`load_records` reads such a
 file back.
@@ -208,7 +208,7 @@ TOP: Schema = {
     "training": (_mapping, False),
 }
 
-#: The arguments of :class:`scalinglab.sweep.SweepGrid`.
+#: The arguments of :class:`scalinglab.engine.sweep.SweepGrid`.
 GRID: Schema = {
     "widths": (_list_of(_int(1)), True),
     "n_train": (_list_of(_int(1)), True),
@@ -219,7 +219,7 @@ GRID: Schema = {
     "weight_decays": (_optional(_list_of(_number(0))), False),
 }
 
-#: The keyword arguments of :func:`scalinglab.sweep.iter_sweep` a config may set (names of
+#: The keyword arguments of :func:`scalinglab.engine.sweep.iter_sweep` a config may set (names of
 #: activations, inits and optimizers are checked against the engine's by the tests).
 TRAINING: Schema = {
     "lr": (_number(0, open_low=True), False),
@@ -379,7 +379,7 @@ def run_config(
         raise OutputExistsError(
             f"{out} already holds records: resume it (--resume) or overwrite it (--force)"
         )
-    from scalinglab.sweep import SweepGrid, iter_sweep, model_id  # imports torch
+    from scalinglab.engine.sweep import SweepGrid, iter_sweep, model_id  # imports torch
 
     # The checks above are per field; what depends on several fields (a manifold and its
     # ambient dimension, say) is checked where the data set or the grid is built.

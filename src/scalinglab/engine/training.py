@@ -1,7 +1,7 @@
 """A plain training loop for one model: classification, regression and next-token prediction.
 
 This is the loop the chapters show and the *sequential reference* that the batched
-ensemble (:mod:`scalinglab.ensemble`) must reproduce. It is deliberately ordinary:
+ensemble (:mod:`scalinglab.engine.ensemble`) must reproduce. It is deliberately ordinary:
 ``torch.optim.AdamW`` (or SGD), a fixed learning rate, full-batch or mini-batch gradient
 steps, and evaluation of the whole train and test sets at logged steps.
 
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm  # a text bar, never a Jupyter widget (the book is read offline)
 
-from scalinglab.device import autocast, get_device
+from scalinglab.engine.device import autocast, get_device
 
 TASKS = ("classification", "regression", "next_token")
 OPTIMIZERS = ("adamw", "sgd")

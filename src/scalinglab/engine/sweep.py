@@ -3,7 +3,7 @@
 :class:`SweepGrid` names the grid; :func:`run_sweep` trains it. Compatible models -- the
 same training-set size ``n_train`` and widths within a factor of two of each other (all
 widths up to 64 count as one) -- are trained together as one
-:class:`scalinglab.ensemble.MLPEnsemble`, so a sweep of hundreds of small models costs a
+:class:`scalinglab.engine.ensemble.MLPEnsemble`, so a sweep of hundreds of small models costs a
 few batched training loops. Bucketing widths by powers of two bounds the padding waste: no
 member above width 64 is padded to more than twice its width.
 
@@ -29,7 +29,7 @@ just works). Keys:
 ``steps``          optimizer steps taken when the record was logged
 ``examples_seen``  ``steps * batch_size``
 ``flops``          exact training matmul FLOPs so far: ``examples_seen *``
-                   :func:`scalinglab.flops.mlp_train_flops_per_example`
+                   :func:`scalinglab.engine.flops.mlp_train_flops_per_example`
 ``train_loss``     loss on the ``n_train`` training examples (cross-entropy or MSE)
 ``test_loss``      loss on the whole test set
 ``train_error``    classification error, or fraction of variance unexplained (regression)
@@ -54,9 +54,9 @@ import numpy as np
 import torch
 from tqdm import tqdm  # a text bar, never a Jupyter widget (the book is read offline)
 
-from scalinglab.device import get_device
-from scalinglab.ensemble import MLPEnsemble, train_ensemble
-from scalinglab.flops import mlp_train_flops_per_example
+from scalinglab.engine.device import get_device
+from scalinglab.engine.ensemble import MLPEnsemble, train_ensemble
+from scalinglab.engine.flops import mlp_train_flops_per_example
 from scalinglab.models.mlp import check_positive_int
 
 RECORD_KEYS = (
@@ -312,7 +312,7 @@ def run_sweep(
     the grid has ``lrs`` / ``weight_decays`` axes; ``optimizer`` is ``"adamw"`` or ``"sgd"``
     (with ``momentum``, e.g. 0.9 as in greydanus's MNIST-1D sweeps). ``batch_size=None`` is full-batch training;
     ``log_every`` adds logged steps to those of ``grid.steps``. ``device=None`` picks the best
-    available (:func:`scalinglab.device.get_device`). ``progress`` shows a text progress
+    available (:func:`scalinglab.engine.device.get_device`). ``progress`` shows a text progress
     bar; ``None`` (the default) shows it only on a terminal, so notebooks and book pages get
     none. See the module docstring for the record keys.
     """
