@@ -37,7 +37,19 @@ examples:
   # start over, replacing the records already in the file
   scalinglab sweep my_sweep.json --out runs/my_sweep.jsonl --force
 
+  # shard 2 of 4 (counted from 0), e.g. one task of an array job; merge the four files after
+  scalinglab sweep my_sweep.json --out runs/my_sweep.shard-2-of-4.jsonl --shard 2/4
+
 exit status: 0 done, 2 bad arguments or config, 130 interrupted (Ctrl-C)."""
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from scalinglab.engine.shards import parse_shard  # light: no torch before a sweep runs
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _error(args: argparse.Namespace, message: str) -> int:
@@ -48,6 +60,8 @@ def _error(args: argparse.Namespace, message: str) -> int:
 def resume_command(args: argparse.Namespace) -> str:
     """The shell command that continues the sweep ``args`` describes."""
     words = ["scalinglab", "sweep", args.config, "--out", str(args.out), "--resume"]
+    if args.shard:
+        words += ["--shard", "/".join(map(str, args.shard))]
     if args.device:
         words += ["--device", args.device]
     if args.no_progress:
@@ -65,6 +79,7 @@ def _main(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             resume=args.resume,
             force=args.force,
+            shard=args.shard,
         )
     except (ConfigError, OutputExistsError) as exc:
         return _error(args, str(exc))
@@ -116,5 +131,13 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> argparse.Arg
         "--force", action="store_true", help="overwrite OUT if it already holds records"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="train only shard I of N (I counted from 0): whole batched groups, balanced by "
+        "estimated FLOPs, the same on every machine; merge the N files with 'scalinglab sweep "
+        "merge'",
+    )
     parser.set_defaults(func=_main, prog=parser.prog)
     return parser
