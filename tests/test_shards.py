@@ -135,3 +135,137 @@ def test_bad_shard_argument_is_one_line(tmp_path, capsys):
         main(["sweep", "x.json", "--out", str(tmp_path / "o.jsonl"), "--shard", "4/4"])
     assert info.value.code == 2
     assert "argument --shard: shard 4/4" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- merge and status
+@pytest.fixture(scope="module")
+def shards(tiny, tmp_path_factory):
+    """The tiny sweep run as 4 shards (in a scrambled order): their files."""
+    folder = tmp_path_factory.mktemp("shards")
+    config = load_config(tiny[0])
+    files = [shard_file(folder / "sweep.jsonl", i, 4) for i in range(4)]
+    for i in (2, 0, 3, 1):
+        run_config(config, files[i], device="cpu", progress=False, shard=(i, 4))
+    return files
+
+
+def test_merged_shards_equal_the_unsharded_run_bit_for_bit(tiny, shards, tmp_path, capsys):
+    config, full = tiny
+    out = tmp_path / "merged.jsonl"
+    assert main(["sweep", "merge", str(config), str(out), *map(str, shards)]) == 0
+    assert (
+        capsys.readouterr().out == f"wrote {len(full.read_text().splitlines())} records to {out}\n"
+    )
+    assert out.read_bytes() == full.read_bytes()
+    # the order of the files on the command line does not matter
+    again = tmp_path / "again.jsonl"
+    assert main(["sweep", "merge", str(config), str(again), *map(str, shards[::-1])]) == 0
+    assert again.read_bytes() == full.read_bytes()
+    # an existing OUT is kept unless --force
+    assert main(["sweep", "merge", str(config), str(out), *map(str, shards)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["sweep", "merge", str(config), str(out), *map(str, shards), "--force"]) == 0
+
+
+def _drop_final(path, dest, width):
+    """A copy of a shard file without the final record of its first model of ``width``."""
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    victim = next(r for r in records if r["final"] and r["width"] == width)
+    kept = [r for r in records if r is not victim]
+    dest.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return victim
+
+
+def test_merge_names_missing_duplicate_and_foreign_models(tiny, shards, tmp_path, capsys):
+    config = str(tiny[0])
+    plan = plan_config_shards(load_config(config), 4)
+    out = tmp_path / "merged.jsonl"
+    # a model without its final record: named, with its shard
+    k = next(s for s in range(4) if any(m[0] == 200 for m in plan.models(s)))
+    broken = tmp_path / "broken-of-4.jsonl"
+    victim = _drop_final(shards[k], broken, 200)
+    files = [str(broken if i == k else f) for i, f in enumerate(shards)]
+    assert main(["sweep", "merge", config, str(out), *files]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("scalinglab sweep merge: not merged: 1 of 16 models have no final")
+    assert (
+        f"width=200 depth=1 n_train={victim['n_train']} seed={victim['seed']} lr=0.01 "
+        f"weight_decay=0.0 (shard {k}/4)" in err
+    )
+    assert not out.exists()
+    # a shard given twice: each of its models named with both files
+    copy = tmp_path / "copy-of-4.jsonl"
+    copy.write_text(shards[0].read_text())
+    assert main(["sweep", "merge", config, str(out), *map(str, shards), str(copy)]) == 1
+    err = capsys.readouterr().err
+    assert f"{len(plan.models(0))} models are finished more than once" in err
+    assert f"(shard 0/4) in {shards[0]}, {copy}" in err
+    # records of another grid
+    other = tmp_path / "other-of-4.jsonl"
+    record = json.loads(shards[0].read_text().splitlines()[0])
+    other.write_text(json.dumps({**record, "width": 5}) + "\n")
+    assert main(["sweep", "merge", config, str(out), *map(str, shards), str(other)]) == 1
+    assert "1 records are of models not in this config's grid" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_status_counts_finished_models_per_shard(tiny, shards, tmp_path, capsys):
+    config = str(tiny[0])
+    plan = plan_config_shards(load_config(config), 4)
+    missing = [str(tmp_path / f"shard-{i}-of-4.jsonl") for i in (1, 3)]  # not started
+    files = [str(shards[0]), str(shards[2]), *missing]
+    assert main(["sweep", "status", config, *files]) == 1  # N = 4 from the names
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6
+    for i in range(4):
+        done = len(plan.models(i)) if i in (0, 2) else 0
+        assert lines[1 + i].split()[:2] == [f"{i}/4", f"{done}/{len(plan.models(i))}"]
+        assert lines[1 + i].endswith("done") == (i in (0, 2))
+    n_done = len(plan.models(0)) + len(plan.models(2))
+    assert lines[-1] == f"2/4 shards done, {n_done}/16 models"
+    assert main(["sweep", "status", config, *map(str, shards)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "4/4 shards done, 16/16 models"
+    # --shards overrides the names: the same files seen as 2 shards
+    main(["sweep", "status", config, *map(str, shards), "--shards", "2"])
+    assert capsys.readouterr().out.splitlines()[-1] == "2/2 shards done, 16/16 models"
+
+
+def test_sweep_config_merge_and_status_share_the_command_name():
+    from scalinglab.cli import build_parser
+    from scalinglab.sweep_cli import _main, _merge, _status
+
+    parse = build_parser().parse_args
+    args = parse(["sweep", "c.json", "--out", "o.jsonl", "--shard", "1/3"])
+    assert (args.func, args.config, args.shard) == (_main, "c.json", (1, 3))
+    args = parse(["sweep", "merge", "c.json", "o.jsonl", "a.jsonl", "b.jsonl"])
+    assert (args.func, args.config, args.out, args.files) == (
+        _merge,
+        "c.json",
+        "o.jsonl",
+        ["a.jsonl", "b.jsonl"],
+    )
+    args = parse(["sweep", "status", "c.json", "a.jsonl", "--shards", "4"])
+    assert (args.func, args.files, args.shards) == (_status, ["a.jsonl"], 4)
+    # a config file named like a command is reached by its path
+    args = parse(["sweep", "./merge", "--out", "o.jsonl"])
+    assert (args.func, args.config) == (_main, "./merge")
+    for bad in (["sweep", "merge", "c.json", "o.jsonl"], ["sweep", "status", "c.json"]):
+        with pytest.raises(SystemExit):
+            parse(bad)
+
+
+@pytest.mark.parametrize("command", ["merge", "status"])
+def test_merge_and_status_help_is_light_and_plain(command):
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "scalinglab.cli", "sweep", command, "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"usage: scalinglab sweep {command}")
+    assert "example" in run.stdout and "``" not in run.stdout
+    imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if "|" in line}
+    assert not {m for m in imported if m.split(".")[0] in ("torch", "numpy")}

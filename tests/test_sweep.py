@@ -18,7 +18,7 @@ from scalinglab.engine.sweep import RECORD_KEYS, SweepGrid, final_records, plan_
 from scalinglab.engine.sweep_config import load_records
 from scalinglab.engine.training import train_classifier
 from scalinglab.models.mlp import MLP
-from scalinglab.sweep_cli import register
+from scalinglab.sweep_cli import CommandParser, register
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ TINY = {
 
 def _parser():
     parser = argparse.ArgumentParser(prog="scalinglab")
-    register(parser.add_subparsers())
+    register(parser.add_subparsers(parser_class=CommandParser))
     return parser
 
 

@@ -1,7 +1,10 @@
-"""The ``scalinglab sweep`` sub-command: a thin argument parser over :mod:`scalinglab.engine.sweep_config`.
+"""The ``scalinglab sweep`` sub-command: a thin argument parser over the engine.
 
-The config format, the checks and the running live in :mod:`scalinglab.engine.sweep_config`;
-this module only parses arguments, prints one-line errors and the hint to resume.
+``scalinglab sweep CONFIG --out OUT`` runs a sweep (:mod:`scalinglab.engine.sweep_config`),
+or one shard of it (:mod:`scalinglab.engine.shards`); ``scalinglab sweep merge`` and
+``scalinglab sweep status`` merge shard files and show their progress. The config format,
+the checks, the sharding and the running live in the engine; this module only parses
+arguments, prints one-line errors and the hint to resume.
 """
 
 from __future__ import annotations
@@ -38,9 +41,65 @@ examples:
   scalinglab sweep my_sweep.json --out runs/my_sweep.jsonl --force
 
   # shard 2 of 4 (counted from 0), e.g. one task of an array job; merge the four files after
-  scalinglab sweep my_sweep.json --out runs/my_sweep.shard-2-of-4.jsonl --shard 2/4
+  scalinglab sweep my_sweep.json --out runs/my_sweep.shards/shard-2-of-4.jsonl --shard 2/4
 
-exit status: 0 done, 2 bad arguments or config, 130 interrupted (Ctrl-C)."""
+exit status: 0 done, 2 bad arguments or config, 130 interrupted (Ctrl-C).
+
+To merge shard files or see how far they are (a config file named "merge" or "status"
+is written ./merge):
+  scalinglab sweep merge CONFIG OUT SHARD_FILE...
+  scalinglab sweep status CONFIG SHARD_FILE..."""
+
+MERGE_DESCRIPTION = """\
+Check that the shard files of a sweep hold the final record of every model of CONFIG's grid
+exactly once, then write their records to OUT in the order of an unsharded run. On a
+problem, name every missing model and its shard, every model finished in more than one file
+and every record that is not of this grid, and write nothing."""
+
+MERGE_EPILOG = """\
+example:
+  scalinglab sweep merge my_sweep.json runs/my_sweep.jsonl runs/my_sweep.shards/*.jsonl
+
+exit status: 0 merged, 1 records missing or duplicated, 2 bad arguments or config."""
+
+STATUS_DESCRIPTION = """\
+Show, for each shard of CONFIG's sweep, how many of its models have their final record in
+the given files (files that do not exist yet count as empty), and its estimated FLOPs."""
+
+STATUS_EPILOG = """\
+example:
+  scalinglab sweep status my_sweep.json runs/my_sweep.shards/*.jsonl --shards 4
+
+exit status: 0 every shard done, 1 some not done, 2 bad arguments or config."""
+
+SHARDS_HELP = (
+    "the N of the shards (default: the N in file names ending in -of-N.jsonl, "
+    "else the number of files)"
+)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose first argument may name a sub-command of its own.
+
+    ``scalinglab sweep CONFIG`` takes a file name where ``scalinglab sweep merge`` takes a
+    sub-command, and argparse cannot put a positional argument and sub-commands in one
+    parser: when the first argument is a name given to :meth:`add_command`, the remaining
+    arguments go to that command's parser; otherwise this parser parses them as usual.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
+
+    def add_command(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        kwargs.setdefault("formatter_class", self.formatter_class)
+        self.commands[name] = argparse.ArgumentParser(prog=f"{self.prog} {name}", **kwargs)
+        return self.commands[name]
+
+    def parse_known_args(self, args=None, namespace=None):
+        if args and args[0] in self.commands:
+            return self.commands[args[0]].parse_known_args(args[1:], namespace)
+        return super().parse_known_args(args, namespace)
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -97,8 +156,63 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from scalinglab.engine.shards import MergeError, merge_files
+    from scalinglab.engine.sweep_config import ConfigError, OutputExistsError, load_config
+
+    try:
+        n = merge_files(load_config(args.config), args.out, args.files, args.shards, args.force)
+    except (ConfigError, OutputExistsError) as exc:
+        return _error(args, str(exc))
+    except MergeError as exc:
+        print(f"{args.prog}: not merged: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {n} records to {args.out}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from scalinglab.engine.shards import n_shards_of, plan_config_shards, shard_status
+    from scalinglab.engine.sweep_config import ConfigError, load_config
+
+    try:
+        plan = plan_config_shards(load_config(args.config), n_shards_of(args.files, args.shards))
+    except ConfigError as exc:
+        return _error(args, str(exc))
+    rows = shard_status(plan, args.files)
+    total = sum(r.flops for r in rows) or 1
+    print(f"{'shard':>7}  {'models done':>11}  {'est. FLOPs':>10}  share")
+    for r in rows:
+        mark = "done" if r.complete else ""
+        print(
+            f"{r.shard:>3}/{plan.n_shards:<3}  {f'{r.done}/{r.total}':>11}  "
+            f"{r.flops:>10.2e}  {r.flops / total:5.0%}  {mark}".rstrip()
+        )
+    done, models = sum(r.done for r in rows), sum(r.total for r in rows)
+    finished = sum(r.complete for r in rows)
+    print(f"{finished}/{len(rows)} shards done, {done}/{models} models")
+    return 0 if finished == len(rows) else 1
+
+
+def _register_merge_and_status(parser: CommandParser) -> None:
+    merge = parser.add_command("merge", description=MERGE_DESCRIPTION, epilog=MERGE_EPILOG)
+    merge.add_argument("config", metavar="CONFIG", help="the JSON config the shards ran")
+    merge.add_argument("out", metavar="OUT.jsonl", help="the merged records file to write")
+    merge.add_argument("files", nargs="+", metavar="SHARD_FILE", help="a shard's records file")
+    merge.add_argument("--shards", type=int, metavar="N", help=SHARDS_HELP)
+    merge.add_argument("--force", action="store_true", help="overwrite OUT if it holds records")
+    merge.set_defaults(func=_merge, prog=merge.prog)
+
+    status = parser.add_command("status", description=STATUS_DESCRIPTION, epilog=STATUS_EPILOG)
+    status.add_argument("config", metavar="CONFIG", help="the JSON config the shards ran")
+    status.add_argument("files", nargs="+", metavar="SHARD_FILE", help="a shard's records file")
+    status.add_argument("--shards", type=int, metavar="N", help=SHARDS_HELP)
+    status.set_defaults(func=_status, prog=status.prog)
+
+
 def register(subparsers, formatter_class=argparse.HelpFormatter) -> argparse.ArgumentParser:
-    """Add the ``sweep`` sub-command to an ``argparse`` subparsers object."""
+    """Add the ``sweep`` sub-command (with ``sweep merge`` and ``sweep status``) to an
+    ``argparse`` subparsers object made with ``parser_class=CommandParser``."""
     parser = subparsers.add_parser(
         "sweep",
         help="train a grid of MLPs from a JSON config, write JSON-lines records",
@@ -106,6 +220,8 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> argparse.Arg
         epilog=EPILOG,
         formatter_class=formatter_class,
     )
+    if not isinstance(parser, CommandParser):
+        raise TypeError("make the subparsers with add_subparsers(parser_class=CommandParser)")
     parser.add_argument(
         "config", help="JSON config file with the sections dataset, grid and training"
     )
@@ -140,4 +256,5 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> argparse.Arg
         "merge'",
     )
     parser.set_defaults(func=_main, prog=parser.prog)
+    _register_merge_and_status(parser)
     return parser

@@ -309,3 +309,36 @@ def shard_status(plan: ShardPlan, files: Sequence[str | os.PathLike]) -> list[Sh
         )
         for s in range(plan.n_shards)
     ]
+
+
+def n_shards_of(files: Sequence[str | os.PathLike], n_shards: int | None = None) -> int:
+    """The number of shards: ``n_shards`` if given, else the N in the files' names
+    (:func:`shards_from_names`), else the number of files."""
+    if n_shards is not None:
+        return n_shards
+    return shards_from_names(files) or len(files)
+
+
+def merge_files(
+    config: dict,
+    out: str | os.PathLike,
+    files: Sequence[str | os.PathLike],
+    n_shards: int | None = None,
+    force: bool = False,
+) -> int:
+    """Merge the shard ``files`` of the sweep ``config`` into ``out``; return the record count.
+
+    ``out`` is written only when every model is there exactly once (:func:`merge_records`),
+    in one step (a temporary file renamed), and is not overwritten unless ``force``.
+    """
+    from scalinglab.engine.sweep_config import OutputExistsError, write_records
+
+    out = Path(out)
+    if out.exists() and out.stat().st_size > 0 and not force:
+        raise OutputExistsError(f"{out} already holds records: overwrite it (--force)")
+    if any(Path(f).resolve() == out.resolve() for f in files):
+        raise MergeError(f"{out} is one of the shard files; merge into another file")
+    plan = plan_config_shards(config, n_shards_of(files, n_shards))
+    records = merge_records(plan, files)
+    write_records(records, out)
+    return len(records)

@@ -54,6 +54,7 @@ __all__ = [
     "prepare_sweep",
     "run_config",
     "validate_config",
+    "write_records",
 ]
 
 
@@ -355,6 +356,15 @@ def load_records(path: str | os.PathLike) -> list[dict]:
                 break
             raise
     return records
+
+
+def write_records(records: Sequence[dict], out: str | os.PathLike) -> None:
+    """Write ``records`` to ``out`` (JSON lines) in one step: a reader never sees half a file."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, out)
 
 
 def prepare_sweep(config: dict):
