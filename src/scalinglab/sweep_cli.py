@@ -40,10 +40,14 @@ examples:
   # start over, replacing the records already in the file
   scalinglab sweep my_sweep.json --out runs/my_sweep.jsonl --force
 
+  # all of it as 4 shards in one Slurm job array, one GPU each; merged into OUT at the end
+  scalinglab sweep my_sweep.json --out runs/my_sweep.jsonl --slurm --shards 4 --gpus-per-task 1
+
   # shard 2 of 4 (counted from 0), e.g. one task of an array job; merge the four files after
   scalinglab sweep my_sweep.json --out runs/my_sweep.shards/shard-2-of-4.jsonl --shard 2/4
 
-exit status: 0 done, 2 bad arguments or config, 130 interrupted (Ctrl-C).
+exit status: 0 done, 1 shards left unfinished (--slurm), 2 bad arguments or config,
+130 interrupted (Ctrl-C).
 
 To merge shard files or see how far they are (a config file named "merge" or "status"
 is written ./merge):
@@ -103,12 +107,22 @@ class CommandParser(argparse.ArgumentParser):
 
 
 def _shard(text: str) -> tuple[int, int]:
-    from scalinglab.engine.shards import parse_shard  # light: no torch before a sweep runs
+    from scalinglab.engine.shards import parse_shard  # imported only when --shard is given
 
     try:
         return parse_shard(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
 
 
 def _error(args: argparse.Namespace, message: str) -> int:
@@ -128,7 +142,56 @@ def resume_command(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    """``--slurm``: the shards as one job array (or local processes), then the merge."""
+    from scalinglab.engine.cluster import ClusterError, SlurmOptions, run_sharded
+    from scalinglab.engine.shards import MergeError
+
+    if args.shards is None:
+        return _error(args, "--slurm needs --shards N")
+    options = SlurmOptions(
+        partition=args.partition,
+        gpus_per_task=args.gpus_per_task,
+        cpus_per_task=args.cpus_per_task,
+        time_min=args.time,
+        max_parallel=args.max_parallel,
+    )
+    try:
+        result = run_sharded(
+            load_config(args.config),
+            args.out,
+            args.shards,
+            options,
+            device=args.device,
+            wait=not args.no_wait,
+            force=args.force,
+            progress=not args.no_progress,
+            say=lambda line: print(f"{args.prog}: {line}", file=sys.stderr),
+        )
+    except (ConfigError, OutputExistsError, ClusterError) as exc:
+        return _error(args, str(exc))
+    except MergeError as exc:  # shards complete yet not the grid: files edited by hand?
+        print(f"{args.prog}: not merged: {exc}", file=sys.stderr)
+        return 1
+    if args.no_wait and result.merged is None:
+        return 0
+    if result.unfinished:
+        print(
+            f"{args.prog}: shards {', '.join(map(str, result.unfinished))} of {args.shards} "
+            f"not finished (logs: {result.logs}); run the same command again to resubmit "
+            "only them",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"wrote {result.merged} records to {args.out}")
+    return 0
+
+
 def _main(args: argparse.Namespace) -> int:
+    if args.slurm:
+        return _cluster(args)
+    if args.shards is not None:
+        return _error(args, "--shards N goes with --slurm (one shard: --shard I/N)")
     try:
         config = load_config(args.config)
         n = run_config(
@@ -247,13 +310,46 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> argparse.Arg
         "--force", action="store_true", help="overwrite OUT if it already holds records"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--shard",
         type=_shard,
         metavar="I/N",
         help="train only shard I of N (I counted from 0): whole batched groups, balanced by "
         "estimated FLOPs, the same on every machine; merge the N files with 'scalinglab sweep "
         "merge'",
+    )
+    where.add_argument(
+        "--slurm",
+        action="store_true",
+        help="run the sweep as --shards N shards in one Slurm job array (submitit; pip install "
+        "'scalinglab[cluster]'), wait and merge them into OUT; without Slurm, as local "
+        "processes. Run it again after a failure: only unfinished shards are resubmitted",
+    )
+    cluster = parser.add_argument_group("with --slurm")
+    cluster.add_argument("--shards", type=_positive, metavar="N", help="number of shards")
+    cluster.add_argument(
+        "--partition", metavar="P", help="Slurm partition (default: the cluster's)"
+    )
+    cluster.add_argument(
+        "--gpus-per-task", type=int, default=0, metavar="G", help="GPUs for each shard's task"
+    )
+    cluster.add_argument(
+        "--cpus-per-task", type=_positive, default=1, metavar="C", help="CPU cores per task"
+    )
+    cluster.add_argument(
+        "--time", type=_positive, default=60, metavar="MINUTES", help="time limit of one task"
+    )
+    cluster.add_argument(
+        "--max-parallel",
+        type=_positive,
+        metavar="K",
+        help="tasks running at once (default: all of them)",
+    )
+    cluster.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="submit and return; run the same command again to merge when the array is done",
     )
     parser.set_defaults(func=_main, prog=parser.prog)
     _register_merge_and_status(parser)
