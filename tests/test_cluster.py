@@ -88,3 +88,40 @@ def test_slurm_arguments_are_checked_in_one_line(no_slurm, tmp_path, capsys):
     out.write_text('{"old": 1}\n')
     assert main([*base, "--slurm", "--shards", "2"]) == 2
     assert "already holds records" in capsys.readouterr().err
+
+
+def test_each_array_task_asks_slurm_for_its_own_gpus(tmp_path):
+    """The sbatch script submitit writes for --gpus-per-task 1 (and the other options)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    from scalinglab.engine.cluster import SlurmOptions, _executor
+
+    options = SlurmOptions(
+        partition="gpu", gpus_per_task=1, cpus_per_task=4, time_min=30, max_parallel=2
+    )
+    executor = _executor("slurm", tmp_path, options)
+    script = _make_sbatch_string(
+        command="true", folder=tmp_path, map_count=5, **executor.parameters
+    )
+    flags = {line.split()[1] for line in script.splitlines() if line.startswith("#SBATCH")}
+    expected = {
+        "--array=0-4%2",
+        "--gpus-per-task=1",
+        "--cpus-per-task=4",
+        "--partition=gpu",
+        "--time=30",
+        "--nodes=1",
+        "--ntasks-per-node=1",
+    }
+    assert expected <= flags
+
+
+def test_records_name_the_device_that_made_them(monkeypatch):
+    import torch
+
+    from scalinglab.engine.device import device_label
+
+    assert device_label("cpu") == "cpu" and device_label(torch.device("mps")) == "mps"
+    # a CUDA device is named by its model; under Slurm torch's cuda:0 is the task's own GPU
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert device_label("cuda") == "cuda:NVIDIA H100 80GB HBM3"
