@@ -222,12 +222,21 @@ def test_status_counts_finished_models_per_shard(tiny, shards, tmp_path, capsys)
         assert lines[1 + i].split()[:2] == [f"{i}/4", f"{done}/{len(plan.models(i))}"]
         assert lines[1 + i].endswith("done") == (i in (0, 2))
     n_done = len(plan.models(0)) + len(plan.models(2))
-    assert lines[-1] == f"2/4 shards done, {n_done}/16 models"
+    flops = sum(g.flops for g in plan.groups)
+    assert lines[-1] == f"2/4 shards done, {n_done}/16 models; {flops:.2e} FLOPs in all (estimated)"
     assert main(["sweep", "status", config, *map(str, shards)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "4/4 shards done, 16/16 models"
+    assert capsys.readouterr().out.splitlines()[-1].startswith("4/4 shards done, 16/16 models;")
     # --shards overrides the names: the same files seen as 2 shards
     main(["sweep", "status", config, *map(str, shards), "--shards", "2"])
-    assert capsys.readouterr().out.splitlines()[-1] == "2/2 shards done, 16/16 models"
+    assert capsys.readouterr().out.splitlines()[-1].startswith("2/2 shards done, 16/16 models;")
+    # no files: the plan before a run (every shard at 0), with --shards N
+    assert main(["sweep", "status", config, "--shards", "3"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines[1:4]] == [
+        f"0/{len(plan_config_shards(load_config(config), 3).models(s))}" for s in range(3)
+    ]
+    assert main(["sweep", "status", config]) == 2
+    assert "--shards N" in capsys.readouterr().err
 
 
 def test_sweep_config_merge_and_status_share_the_command_name():
@@ -249,9 +258,8 @@ def test_sweep_config_merge_and_status_share_the_command_name():
     # a config file named like a command is reached by its path
     args = parse(["sweep", "./merge", "--out", "o.jsonl"])
     assert (args.func, args.config) == (_main, "./merge")
-    for bad in (["sweep", "merge", "c.json", "o.jsonl"], ["sweep", "status", "c.json"]):
-        with pytest.raises(SystemExit):
-            parse(bad)
+    with pytest.raises(SystemExit):  # merge needs at least one shard file
+        parse(["sweep", "merge", "c.json", "o.jsonl"])
 
 
 @pytest.mark.parametrize("command", ["merge", "status"])

@@ -68,11 +68,13 @@ exit status: 0 merged, 1 records missing or duplicated, 2 bad arguments or confi
 
 STATUS_DESCRIPTION = """\
 Show, for each shard of CONFIG's sweep, how many of its models have their final record in
-the given files (files that do not exist yet count as empty), and its estimated FLOPs."""
+the given files (files that do not exist yet count as empty), and its estimated FLOPs.
+Without files (and with --shards N), the plan and what it costs, before anything runs."""
 
 STATUS_EPILOG = """\
-example:
+examples:
   scalinglab sweep status my_sweep.json runs/my_sweep.shards/*.jsonl --shards 4
+  scalinglab sweep status my_sweep.json --shards 8     # the plan and its FLOPs
 
 exit status: 0 every shard done, 1 some not done, 2 bad arguments or config."""
 
@@ -238,12 +240,15 @@ def _status(args: argparse.Namespace) -> int:
     from scalinglab.engine.shards import n_shards_of, plan_config_shards, shard_status
     from scalinglab.engine.sweep_config import ConfigError, load_config
 
+    if not args.files and args.shards is None:
+        return _error(args, "give the shard files, or --shards N to see the plan before a run")
     try:
         plan = plan_config_shards(load_config(args.config), n_shards_of(args.files, args.shards))
     except ConfigError as exc:
         return _error(args, str(exc))
     rows = shard_status(plan, args.files)
-    total = sum(r.flops for r in rows) or 1
+    flops = sum(r.flops for r in rows)
+    total = flops or 1
     print(f"{'shard':>7}  {'models done':>11}  {'est. FLOPs':>10}  share")
     for r in rows:
         mark = "done" if r.complete else ""
@@ -253,7 +258,18 @@ def _status(args: argparse.Namespace) -> int:
         )
     done, models = sum(r.done for r in rows), sum(r.total for r in rows)
     finished = sum(r.complete for r in rows)
-    print(f"{finished}/{len(rows)} shards done, {done}/{models} models")
+    biggest = max(g.flops for g in plan.groups)
+    if biggest > 1.5 * total / len(rows):  # more shards cannot help: a group is indivisible
+        print(
+            f"{args.prog}: note: the costliest batched group is {biggest / total:.0%} of the "
+            f"sweep and a shard holds whole groups; to spread it over more shards, lower "
+            '"max_models_per_group" in the config\'s "training" (default 64)',
+            file=sys.stderr,
+        )
+    print(
+        f"{finished}/{len(rows)} shards done, {done}/{models} models; "
+        f"{flops:.2e} FLOPs in all (estimated)"
+    )
     return 0 if finished == len(rows) else 1
 
 
@@ -268,7 +284,12 @@ def _register_merge_and_status(parser: CommandParser) -> None:
 
     status = parser.add_command("status", description=STATUS_DESCRIPTION, epilog=STATUS_EPILOG)
     status.add_argument("config", metavar="CONFIG", help="the JSON config the shards ran")
-    status.add_argument("files", nargs="+", metavar="SHARD_FILE", help="a shard's records file")
+    status.add_argument(
+        "files",
+        nargs="*",
+        metavar="SHARD_FILE",
+        help="a shard's records file (none, with --shards N: the plan and its cost before a run)",
+    )
     status.add_argument("--shards", type=int, metavar="N", help=SHARDS_HELP)
     status.set_defaults(func=_status, prog=status.prog)
 
