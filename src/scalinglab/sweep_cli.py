@@ -175,6 +175,14 @@ def _cluster(args: argparse.Namespace) -> int:
     except MergeError as exc:  # shards complete yet not the grid: files edited by hand?
         print(f"{args.prog}: not merged: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            f"{args.prog}: interrupted: an array already submitted to Slurm keeps running "
+            "(squeue shows it), local shard processes stop; run the same command again to "
+            "continue and merge",
+            file=sys.stderr,
+        )
+        return 130
     if args.no_wait and result.merged is None:
         return 0
     if result.unfinished:

@@ -2,8 +2,9 @@
 
 :func:`run_sharded` is what ``scalinglab sweep CONFIG --out OUT --slurm --shards N`` does:
 
-1. plan the N shards (:mod:`scalinglab.engine.shards`) and find those whose records file,
-   ``OUT``'s folder ``/<stem>.shards/shard-I-of-N.jsonl``, lacks a model's final record;
+1. plan the N shards (:mod:`scalinglab.engine.shards`) and find those whose records file
+   (``runs/x.shards/shard-I-of-N.jsonl`` for ``OUT = runs/x.jsonl``) lacks a model's final
+   record;
 2. submit one task per unfinished shard as **one Slurm job array** with at most
    ``max_parallel`` tasks running at once (``sbatch --array=0-K%P``, written by submitit);
    each task is :func:`run_shard`, which resumes its shard's file, so a task that was killed
@@ -111,15 +112,24 @@ def _state_file(out: Path) -> Path:
     return shards_folder(out) / "job.json"
 
 
-def _queued(job_id: str) -> bool:
-    """Whether any task of Slurm job (array) ``job_id`` is still pending or running."""
-    run = subprocess.run(
-        ["squeue", "--noheader", "--format=%i", f"--jobs={job_id}"],
-        capture_output=True,
-        text=True,
-    )
-    # an id that left slurmctld's memory is an error: nothing of it runs any more
-    return run.returncode == 0 and bool(run.stdout.strip())
+def _queued(job_id: str, tries: int = 10, pause_s: float = 3.0) -> bool:
+    """Whether any task of Slurm job (array) ``job_id`` is still pending or running.
+
+    A busy or restarting controller makes ``squeue`` fail for a while: it is asked again,
+    ``tries`` times in all, before :class:`ClusterError` gives up."""
+    for attempt in range(tries):
+        run = subprocess.run(
+            ["squeue", "--noheader", "--format=%i", f"--jobs={job_id}"],
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode == 0:
+            return bool(run.stdout.strip())
+        if "invalid job id" in run.stderr.lower():  # slurmctld forgot it: long finished
+            return False
+        if attempt + 1 < tries:
+            time.sleep(pause_s)
+    raise ClusterError(f"squeue fails ({run.stderr.strip()}); is Slurm up?")
 
 
 def _check_not_running(out: Path) -> None:
