@@ -125,3 +125,15 @@ def test_records_name_the_device_that_made_them(monkeypatch):
     # a CUDA device is named by its model; under Slurm torch's cuda:0 is the task's own GPU
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
     assert device_label("cuda") == "cuda:NVIDIA H100 80GB HBM3"
+
+
+def test_without_submitit_the_command_says_how_to_install_it(monkeypatch, tmp_path, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    argv = ["sweep", str(config), "--out", str(tmp_path / "o.jsonl"), "--slurm", "--shards", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'scalinglab[cluster]'" in err

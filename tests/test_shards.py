@@ -275,5 +275,10 @@ def test_merge_and_status_help_is_light_and_plain(command):
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(f"usage: scalinglab sweep {command}")
     assert "example" in run.stdout and "``" not in run.stdout
+    from scalinglab.cli import build_parser
+
+    sweep = build_parser()._subparsers._group_actions[0].choices["sweep"]
+    for action in sweep.commands[command]._actions:
+        assert action.help, f"sweep {command}: {action.dest} has no help"
     imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if "|" in line}
     assert not {m for m in imported if m.split(".")[0] in ("torch", "numpy")}
