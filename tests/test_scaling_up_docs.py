@@ -91,6 +91,14 @@ def test_page_numbers_are_the_plans(ch06):
     assert round(total / 1e14, 2) == 0.36 and "take 0.36 s" in PAGE
 
 
+def test_bf16_precision_as_the_page_states_it():
+    import torch
+
+    # eps = 2^-(p-1) for p significant bits (the stored ones plus the implicit leading one)
+    assert torch.finfo(torch.bfloat16).eps == 2.0**-7
+    assert "rounded to 8 significant bits" in " ".join(PAGE.split())
+
+
 def test_kubernetes_indexed_job_is_valid_and_runs_every_shard():
     (text,) = _blocks(PAGE, "yaml")
     job = yaml.safe_load(text)
