@@ -14,11 +14,18 @@ import numpy as np
 import pytest
 
 from scalinglab.engine.flops import mlp_train_flops_per_example
-from scalinglab.engine.sweep import RECORD_KEYS, SweepGrid, final_records, plan_groups, run_sweep
+from scalinglab.engine.sweep import (
+    NEW_RECORD_KEYS,
+    RECORD_KEYS,
+    SweepGrid,
+    final_records,
+    plan_groups,
+    run_sweep,
+)
 from scalinglab.engine.sweep_config import load_records
 from scalinglab.engine.training import train_classifier
 from scalinglab.models.mlp import MLP
-from scalinglab.sweep_cli import register
+from scalinglab.sweep_cli import CommandParser, register
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +44,8 @@ def test_records_are_tidy_and_match_single_model_training(data):
     )
     steps_logged = [0, 10, 30]
     assert len(records) == len(grid) * len(steps_logged) == 12 * 3
-    assert all(set(r) == set(RECORD_KEYS) for r in records)
+    assert all(set(r) == {*RECORD_KEYS, *NEW_RECORD_KEYS} for r in records)
+    assert {r["device"] for r in records} == {"cpu"}  # the device that made them
     final = final_records(records)
     assert len(final) == len(grid)
     assert {(r["width"], r["n_train"], r["seed"]) for r in final} == {
@@ -156,7 +164,7 @@ TINY = {
 
 def _parser():
     parser = argparse.ArgumentParser(prog="scalinglab")
-    register(parser.add_subparsers())
+    register(parser.add_subparsers(parser_class=CommandParser))
     return parser
 
 

@@ -222,7 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {_version()}", help="show the version"
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    from scalinglab import sweep_cli  # light: torch is imported when a sweep runs
+
+    # CommandParser: "sweep CONFIG" and "sweep merge ..." share the name (see its docstring)
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        title="commands",
+        parser_class=sweep_cli.CommandParser,
+    )
 
     def add(name: str, help: str, description: str, epilog: str) -> argparse.ArgumentParser:
         return sub.add_parser(
@@ -371,8 +380,6 @@ def build_parser() -> argparse.ArgumentParser:
         "students' code, but their code can read and write what you can",
     )
     p.set_defaults(func=_cmd_grade)
-
-    from scalinglab import sweep_cli  # light: torch is imported when a sweep runs
 
     sweep_cli.register(sub, formatter_class=HelpFormatter)
     return parser

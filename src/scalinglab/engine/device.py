@@ -32,6 +32,17 @@ def get_device(force_cpu: bool = False) -> torch.device:
     return torch.device("cpu")
 
 
+def device_label(device: torch.device | str) -> str:
+    """How records name the device that made them: ``"cpu"``, ``"mps"`` or ``"cuda:<GPU
+    model>"`` (e.g. ``"cuda:NVIDIA H100 80GB HBM3"``; CUDA runs use bf16 autocast, see
+    :func:`autocast`). Under Slurm, the GPU is the one assigned to the task
+    (``CUDA_VISIBLE_DEVICES``), which torch numbers 0."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
+
+
 def autocast(device: torch.device):
     """Mixed precision where it pays: bf16 autocast on CUDA, a no-op elsewhere.
 

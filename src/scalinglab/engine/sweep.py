@@ -35,6 +35,9 @@ just works). Keys:
 ``train_error``    classification error, or fraction of variance unexplained (regression)
 ``test_error``     same on the test set
 ``final``          ``True`` for the model's last record (``steps == max(grid.steps)``)
+``device``         what trained it: ``"cpu"``, ``"mps"`` or ``"cuda:<GPU model>"`` (bf16
+                   autocast), see :func:`scalinglab.engine.device.device_label`. Records made
+                   before this key was added (the shipped ones, all made on the CPU) lack it.
 =================  ============================================================================
 
 Logged steps: 0, every ``log_every`` steps, every value of ``grid.steps`` and the last one.
@@ -54,7 +57,7 @@ import numpy as np
 import torch
 from tqdm import tqdm  # a text bar, never a Jupyter widget (the book is read offline)
 
-from scalinglab.engine.device import get_device
+from scalinglab.engine.device import device_label, get_device
 from scalinglab.engine.ensemble import MLPEnsemble, train_ensemble
 from scalinglab.engine.flops import mlp_train_flops_per_example
 from scalinglab.models.mlp import check_positive_int
@@ -80,6 +83,9 @@ RECORD_KEYS = (
     "test_error",
     "final",
 )
+#: Keys of every record this version writes beyond :data:`RECORD_KEYS`; older records
+#: (the shipped ones among them) lack them.
+NEW_RECORD_KEYS = ("device",)
 
 
 def _as_list(name: str, value, minimum: int) -> list[int]:
@@ -225,6 +231,7 @@ def iter_sweep(
         raise ValueError(f"n_train={max(grid.n_train)} exceeds the {n_available} training examples")
     in_dim, out_dim = _dims(dataset, task)
     device = get_device() if device is None else torch.device(device)
+    label = device_label(device)
 
     groups = plan_groups(grid, lr, weight_decay, max_models_per_group, set(skip))
     if progress is None:  # a bar on a terminal; none in a notebook, a book page or a log
@@ -282,6 +289,7 @@ def iter_sweep(
                         "train_error": float(hist["train_error"][k, m]),
                         "test_error": float(hist["test_error"][k, m]),
                         "final": step == grid.max_steps,
+                        "device": label,
                     }
             bar.update(len(group))
     finally:

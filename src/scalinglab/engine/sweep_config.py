@@ -51,8 +51,10 @@ __all__ = [
     "load_config",
     "load_dataset",
     "load_records",
+    "prepare_sweep",
     "run_config",
     "validate_config",
+    "write_records",
 ]
 
 
@@ -356,33 +358,26 @@ def load_records(path: str | os.PathLike) -> list[dict]:
     return records
 
 
-def run_config(
-    config: dict,
-    out: str | os.PathLike,
-    device=None,
-    progress: bool = True,
-    resume: bool = False,
-    force: bool = False,
-) -> int:
-    """Run the sweep of ``config``, appending records to ``out``; return how many were written.
-
-    An ``out`` that already holds records is continued with ``resume=True`` (models with a
-    ``final`` record are skipped, partial records of the others dropped) or replaced with
-    ``force=True``; otherwise :class:`OutputExistsError` is raised and nothing is touched.
-    Ctrl-C raises :class:`SweepInterrupted` (a ``KeyboardInterrupt``) once the records
-    written so far are safely on disk.
-    """
-    validate_config(config)
+def write_records(records: Sequence[dict], out: str | os.PathLike) -> None:
+    """Write ``records`` to ``out`` (JSON lines) in one step: a reader never sees half a file."""
     out = Path(out)
-    has_records = out.exists() and out.stat().st_size > 0
-    if has_records and not (resume or force):
-        raise OutputExistsError(
-            f"{out} already holds records: resume it (--resume) or overwrite it (--force)"
-        )
-    from scalinglab.engine.sweep import SweepGrid, iter_sweep, model_id  # imports torch
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, out)
 
-    # The checks above are per field; what depends on several fields (a manifold and its
-    # ambient dimension, say) is checked where the data set or the grid is built.
+
+def prepare_sweep(config: dict):
+    """Build what the sweep of a checked ``config`` needs: ``(grid, dataset, task, training)``.
+
+    ``grid`` is a :class:`~scalinglab.engine.sweep.SweepGrid`, ``dataset`` the arrays,
+    ``training`` the keyword arguments of :func:`~scalinglab.engine.sweep.iter_sweep`.
+    Problems that depend on several fields (a manifold and its ambient dimension, say) are
+    found here and raised as :class:`ConfigError`.
+    """
+    from scalinglab.engine.sweep import SweepGrid  # imports torch
+
+    validate_config(config)
     try:
         dataset = load_dataset(config["dataset"])
     except ValueError as exc:
@@ -397,8 +392,45 @@ def run_config(
             f"grid.n_train: {max(grid.n_train)} exceeds the {available} training examples "
             f"of dataset {config['dataset']['name']!r}"
         )
-    training = dict(config.get("training", {}))
-    task = config.get("task", "classification")
+    return grid, dataset, config.get("task", "classification"), dict(config.get("training", {}))
+
+
+def run_config(
+    config: dict,
+    out: str | os.PathLike,
+    device=None,
+    progress: bool = True,
+    resume: bool = False,
+    force: bool = False,
+    shard: tuple[int, int] | None = None,
+) -> int:
+    """Run the sweep of ``config``, appending records to ``out``; return how many were written.
+
+    An ``out`` that already holds records is continued with ``resume=True`` (models with a
+    ``final`` record are skipped, partial records of the others dropped) or replaced with
+    ``force=True``; otherwise :class:`OutputExistsError` is raised and nothing is touched.
+    Ctrl-C raises :class:`SweepInterrupted` (a ``KeyboardInterrupt``) once the records
+    written so far are safely on disk.
+
+    ``shard=(i, n)`` trains only shard ``i`` of ``n`` (:mod:`scalinglab.engine.shards`): the
+    same batched groups as the whole sweep, so its records are those of the whole sweep.
+    """
+    validate_config(config)
+    out = Path(out)
+    has_records = out.exists() and out.stat().st_size > 0
+    if has_records and not (resume or force):
+        raise OutputExistsError(
+            f"{out} already holds records: resume it (--resume) or overwrite it (--force)"
+        )
+    from scalinglab.engine.sweep import iter_sweep, model_id  # imports torch
+
+    grid, dataset, task, training = prepare_sweep(config)
+    skip: set[tuple] = set()
+    if shard is not None:
+        from scalinglab.engine.shards import plan_shards
+
+        plan = plan_shards(grid, dataset, task, training, shard[1])
+        skip = set(plan.models()) - set(plan.models(shard[0]))
     done: set[tuple] = set()
     kept = 0
     if resume and has_records:
@@ -415,7 +447,13 @@ def run_config(
     try:
         with out.open("a") as f:
             records = iter_sweep(
-                grid, dataset, task=task, device=device, progress=progress, skip=done, **training
+                grid,
+                dataset,
+                task=task,
+                device=device,
+                progress=progress,
+                skip=done | skip,
+                **training,
             )
             for record in records:
                 f.write(json.dumps(record) + "\n")
