@@ -9,6 +9,8 @@
   offline and from any copy of ``_build/html``.
 * Every page's footer names the course's version (``scalinglab.__version__``, the one
   source shared with ``scalinglab --version``) and the licences of the text and the code.
+* Wide equations, code and tables scroll sideways on a phone, with a shadow at the edge
+  that shows there is more (``static/course_book.css``).
 * Search result snippets come from the article, not from the page chrome around it
   (``static/course_book.js``): Sphinx takes the text of ``[role=main]``, which in this theme
   starts with the download menu's labels.
@@ -118,6 +120,7 @@ def setup(app):
     app.connect("config-inited", _version_footer)
     app.connect("builder-inited", _static_path)
     app.add_js_file("course_book.js")
+    app.add_css_file("course_book.css")
     app.connect("html-page-context", _add_download_links, priority=450)
     app.connect("html-page-context", _add_exercise_button, priority=550)
     app.connect("build-finished", _copy_exercises)

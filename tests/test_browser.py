@@ -336,6 +336,8 @@ def _search_words() -> list[str]:
     return sorted(words)
 
 
+# TeX source: a control word, or MathJax's inline/display delimiters
+RAW_TEX = re.compile(r"\\[A-Za-z]{2,}|\\[()\[\]]")
 # the download menu's labels (".ipynb", ".md", ".pdf", "exercise") as a snippet's text
 CHROME_LABELS = re.compile(r"(^|[\s.])\.(ipynb|md|pdf)(\s|$)")
 
@@ -352,8 +354,12 @@ def test_search_snippets_are_page_text(browser, server, word):
                         [...items].every(li => li.querySelector("p.context"));
                }"""
         )
+        # a glossary term is a search result of its own (an "object" whose snippet is its
+        # name): only page-text results carry a snippet of the page
         snippets = visit.page.eval_on_selector_all(
-            "#search-results li", "els => els.map(li => li.querySelector('p.context').textContent)"
+            "#search-results li",
+            """els => els.filter(li => !(li.querySelector('a') || {}).href?.includes('#term-'))
+                         .map(li => li.querySelector('p.context').textContent)""",
         )
     finally:
         visit.close()
@@ -364,5 +370,7 @@ def test_search_snippets_are_page_text(browser, server, word):
         assert len(core) >= 40 and not CHROME_LABELS.search(text), (
             f"search snippet for {word!r} shows page chrome instead of text: {text[:120]!r}"
         )
+        # formulas read as text (course_book.js), not as TeX source
+        assert not RAW_TEX.search(text), f"search snippet for {word!r} shows TeX: {text!r}"
     assert not visit.external, f"search requests outside the book: {visit.external}"
     assert not visit.errors, "search: " + "\n".join(visit.errors)
