@@ -374,3 +374,48 @@ def test_search_snippets_are_page_text(browser, server, word):
         assert not RAW_TEX.search(text), f"search snippet for {word!r} shows TeX: {text!r}"
     assert not visit.external, f"search requests outside the book: {visit.external}"
     assert not visit.errors, "search: " + "\n".join(visit.errors)
+
+
+# Chapters whose figures are numbered MyST figures (a caption, a name, alt text) drawn in the
+# book's style (scalinglab.figures.use_course_style); the others still print their captions
+# as paragraphs below the figure and are converted one by one.
+FIGURE_PAGES = {"book/01-softmax-cross-entropy.html"}
+
+FIGURE_REPORT = """() => [...document.querySelectorAll("article img")]
+  .filter(img => img.src.includes("/_images/"))
+  .map(img => ({
+    src: img.getAttribute("src"),
+    alt: img.getAttribute("alt") || "",
+    caption: (img.closest("figure") || {}).querySelector ?
+        (img.closest("figure").querySelector("figcaption") || {}).textContent || "" : "",
+    natural: img.naturalWidth,
+    shown: img.getBoundingClientRect().width,
+  }))"""
+
+
+@pytest.mark.parametrize("page", sorted(p for p in PAGES if p in FIGURE_PAGES))
+def test_figures_have_captions_alt_text_and_legible_fonts_on_a_phone(browser, server, page):
+    from scalinglab.figures import COLUMN_WIDTH_IN, DPI, MIN_FONT_PT
+
+    visit = Visit(browser, server, page, **PHONE)
+    try:
+        figures = visit.page.evaluate(FIGURE_REPORT)
+    finally:
+        visit.close()
+    assert figures, f"{page} shows no figure"
+    for fig in figures:
+        name = fig["src"].rsplit("/", 1)[-1]
+        assert fig["alt"] and "/" not in fig["alt"] and not fig["alt"].endswith(".png"), (
+            f"{page}: {name} has no alt text of its own: {fig['alt']!r}"
+        )
+        assert re.match(r"\s*Fig(ure|\.)\s*\d", fig["caption"]), (
+            f"{page}: {name} is not a numbered figure with a caption: {fig['caption'][:60]!r}"
+        )
+        # column-sized at the style's dpi (a little slack for tight bounding boxes)
+        assert fig["natural"] <= 1.1 * COLUMN_WIDTH_IN * DPI, (
+            f"{page}: {name} is {fig['natural']} px wide, wider than the column"
+        )
+        # the style's smallest font, at the scale the phone shows the image: the page must
+        # not shrink it below 7 CSS pixels (what can be measured without reading the PNG)
+        smallest = MIN_FONT_PT * DPI / 72 * fig["shown"] / fig["natural"]
+        assert smallest >= 7, f"{page}: {name}'s smallest text shows at {smallest:.1f} px"
