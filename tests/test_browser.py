@@ -379,7 +379,11 @@ def test_search_snippets_are_page_text(browser, server, word):
 # Chapters whose figures are numbered MyST figures (a caption, a name, alt text) drawn in the
 # book's style (scalinglab.figures.use_course_style); the others still print their captions
 # as paragraphs below the figure and are converted one by one.
-FIGURE_PAGES = {"book/01-softmax-cross-entropy.html"}
+FIGURE_PAGES = {
+    "book/01-softmax-cross-entropy.html",
+    "book/03-intrinsic-dimension.html",
+    "book/06-double-descent.html",
+}
 
 FIGURE_REPORT = """() => [...document.querySelectorAll("article img")]
   .filter(img => img.src.includes("/_images/"))
