@@ -7,6 +7,10 @@
   exists links to it, under the title and in the download menu; the notebook is copied into
   the build (``exercises/NN-slug/NN-slug.ipynb`` next to ``index.html``), so the link works
   offline and from any copy of ``_build/html``.
+* Every page's footer names the course's version (``scalinglab.__version__``, the one
+  source shared with ``scalinglab --version``) and the licences of the text and the code.
+* Wide equations, code and tables scroll sideways on a phone, with a shadow at the edge
+  that shows there is more (``static/course_book.css``).
 * Search result snippets come from the article, not from the page chrome around it
   (``static/course_book.js``): Sphinx takes the text of ``[role=main]``, which in this theme
   starts with the download menu's labels.
@@ -97,9 +101,26 @@ def _static_path(app):
     app.config.html_static_path.append(str(Path(__file__).parent / "static"))
 
 
+def _version_footer(app, config):
+    """The version and the licences in every page's footer (sphinx-book-theme's
+    ``extra_footer``); Sphinx's ``version``/``release`` too, for the PDF and the HTML title."""
+    from scalinglab import __version__
+
+    config.version = config.release = __version__
+    options = dict(config.html_theme_options or {})
+    options["extra_footer"] = (
+        f'<p class="course-version">Why Deep Learning Scales, version {escape(__version__)}. '
+        "Text and figures: CC BY 4.0; code: MIT (the repository's LICENSE-CONTENT and "
+        "LICENSE). How to cite it: the repository's CITATION.cff.</p>"
+    )
+    config.html_theme_options = options
+
+
 def setup(app):
+    app.connect("config-inited", _version_footer)
     app.connect("builder-inited", _static_path)
     app.add_js_file("course_book.js")
+    app.add_css_file("course_book.css")
     app.connect("html-page-context", _add_download_links, priority=450)
     app.connect("html-page-context", _add_exercise_button, priority=550)
     app.connect("build-finished", _copy_exercises)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,19 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """End the run with one line that names what was skipped and why (a missing browser,
+    sandbox, cluster or database skips its tests outside CI; say so plainly)."""
+    reasons = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reasons[re.sub(r"^Skipped: ", "", reason).strip()] += 1
+    if reasons:
+        parts = "; ".join(f"{n} × {reason}" for reason, n in reasons.most_common())
+        terminalreporter.write_line(f"skipped {sum(reasons.values())} tests: {parts}")
 
 
 def assert_mistakes_cost(course, tmp_path, assignment, replacements, points_lost):

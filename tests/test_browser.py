@@ -336,6 +336,8 @@ def _search_words() -> list[str]:
     return sorted(words)
 
 
+# TeX source: a control word, or MathJax's inline/display delimiters
+RAW_TEX = re.compile(r"\\[A-Za-z]{2,}|\\[()\[\]]")
 # the download menu's labels (".ipynb", ".md", ".pdf", "exercise") as a snippet's text
 CHROME_LABELS = re.compile(r"(^|[\s.])\.(ipynb|md|pdf)(\s|$)")
 
@@ -352,8 +354,12 @@ def test_search_snippets_are_page_text(browser, server, word):
                         [...items].every(li => li.querySelector("p.context"));
                }"""
         )
+        # a glossary term is a search result of its own (an "object" whose snippet is its
+        # name): only page-text results carry a snippet of the page
         snippets = visit.page.eval_on_selector_all(
-            "#search-results li", "els => els.map(li => li.querySelector('p.context').textContent)"
+            "#search-results li",
+            """els => els.filter(li => !(li.querySelector('a') || {}).href?.includes('#term-'))
+                         .map(li => li.querySelector('p.context').textContent)""",
         )
     finally:
         visit.close()
@@ -364,5 +370,56 @@ def test_search_snippets_are_page_text(browser, server, word):
         assert len(core) >= 40 and not CHROME_LABELS.search(text), (
             f"search snippet for {word!r} shows page chrome instead of text: {text[:120]!r}"
         )
+        # formulas read as text (course_book.js), not as TeX source
+        assert not RAW_TEX.search(text), f"search snippet for {word!r} shows TeX: {text!r}"
     assert not visit.external, f"search requests outside the book: {visit.external}"
     assert not visit.errors, "search: " + "\n".join(visit.errors)
+
+
+# Chapters whose figures are numbered MyST figures (a caption, a name, alt text) drawn in the
+# book's style (scalinglab.figures.use_course_style); the others still print their captions
+# as paragraphs below the figure and are converted one by one.
+FIGURE_PAGES = {
+    "book/01-softmax-cross-entropy.html",
+    "book/03-intrinsic-dimension.html",
+    "book/06-double-descent.html",
+}
+
+FIGURE_REPORT = """() => [...document.querySelectorAll("article img")]
+  .filter(img => img.src.includes("/_images/"))
+  .map(img => ({
+    src: img.getAttribute("src"),
+    alt: img.getAttribute("alt") || "",
+    caption: (img.closest("figure") || {}).querySelector ?
+        (img.closest("figure").querySelector("figcaption") || {}).textContent || "" : "",
+    natural: img.naturalWidth,
+    shown: img.getBoundingClientRect().width,
+  }))"""
+
+
+@pytest.mark.parametrize("page", sorted(p for p in PAGES if p in FIGURE_PAGES))
+def test_figures_have_captions_alt_text_and_legible_fonts_on_a_phone(browser, server, page):
+    from scalinglab.figures import COLUMN_WIDTH_IN, DPI, MIN_FONT_PT
+
+    visit = Visit(browser, server, page, **PHONE)
+    try:
+        figures = visit.page.evaluate(FIGURE_REPORT)
+    finally:
+        visit.close()
+    assert figures, f"{page} shows no figure"
+    for fig in figures:
+        name = fig["src"].rsplit("/", 1)[-1]
+        assert fig["alt"] and "/" not in fig["alt"] and not fig["alt"].endswith(".png"), (
+            f"{page}: {name} has no alt text of its own: {fig['alt']!r}"
+        )
+        assert re.match(r"\s*Fig(ure|\.)\s*\d", fig["caption"]), (
+            f"{page}: {name} is not a numbered figure with a caption: {fig['caption'][:60]!r}"
+        )
+        # column-sized at the style's dpi (a little slack for tight bounding boxes)
+        assert fig["natural"] <= 1.1 * COLUMN_WIDTH_IN * DPI, (
+            f"{page}: {name} is {fig['natural']} px wide, wider than the column"
+        )
+        # the style's smallest font, at the scale the phone shows the image: the page must
+        # not shrink it below 7 CSS pixels (what can be measured without reading the PNG)
+        smallest = MIN_FONT_PT * DPI / 72 * fig["shown"] / fig["natural"]
+        assert smallest >= 7, f"{page}: {name}'s smallest text shows at {smallest:.1f} px"

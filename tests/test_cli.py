@@ -7,7 +7,6 @@ import ast
 import shutil
 import subprocess
 import sys
-from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -102,7 +101,7 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0
-    assert capsys.readouterr().out == f"scalinglab {version('scalinglab')}\n"
+    assert capsys.readouterr().out == f"scalinglab {scalinglab.__version__}\n"
 
 
 def test_library_does_not_import_the_command_line():

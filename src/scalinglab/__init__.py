@@ -14,4 +14,6 @@ Small modules with one job each:
   layer over the modules above (which never import it).
 """
 
-__version__ = "0.1.0"
+#: The course and the package are versioned together, by calendar: YYYY.MM of the release,
+#: then .N for corrections within that month (errata: book/errata.md; CHANGELOG.md).
+__version__ = "2026.12"

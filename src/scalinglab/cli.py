@@ -45,14 +45,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    """The course's version (one source: ``scalinglab.__version__``, also the book's footer)."""
+    from scalinglab import __version__
 
-    try:
-        return version("scalinglab")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        from scalinglab import __version__
-
-        return __version__
+    return __version__
 
 
 def _known_assignment(course, name: str, command: str) -> bool:
