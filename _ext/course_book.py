@@ -116,7 +116,26 @@ def _version_footer(app, config):
     config.html_theme_options = options
 
 
+def encrypt_kernel_transport() -> None:
+    """Start the pages' kernels with CurveZMQ transport encryption.
+
+    ipykernel >= 7 warns "Kernel is running over TCP without encryption" on every page it
+    executes, because jupyter_client's ``KernelManager.transport_encryption`` defaults to
+    ``"disabled"``. With ``"auto"`` the manager provisions Curve keys whenever the kernelspec
+    declares ``supported_encryption: ["curve"]`` (ipykernel 7's does) and behaves as before
+    otherwise. Jupyter Book 1.x creates its kernel managers without a config object, so the
+    trait's default is the only setting that reaches them; the same call serves the tests
+    and benchmarks that execute notebooks with nbclient.
+    """
+    from jupyter_client.manager import KernelManager
+
+    trait = getattr(KernelManager, "transport_encryption", None)  # jupyter_client >= 8.8
+    if trait is not None and "auto" in (trait.values or ()):
+        trait.default_value = "auto"
+
+
 def setup(app):
+    encrypt_kernel_transport()
     app.connect("config-inited", _version_footer)
     app.connect("builder-inited", _static_path)
     app.add_js_file("course_book.js")

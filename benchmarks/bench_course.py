@@ -24,6 +24,10 @@ import yaml
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "_ext"))
+from course_book import encrypt_kernel_transport  # noqa: E402
+
+encrypt_kernel_transport()  # no "Kernel is running over TCP without encryption" per notebook
 PAGE_BUDGET, EXERCISE_BUDGET, TOTAL_BUDGET = 60.0, 120.0, 600.0
 
 

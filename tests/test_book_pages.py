@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import jupytext
@@ -10,6 +11,10 @@ import yaml
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "_ext"))
+from course_book import encrypt_kernel_transport  # noqa: E402
+
+encrypt_kernel_transport()  # no "Kernel is running over TCP without encryption" per notebook
 
 
 def _toc_files() -> list[str]:
