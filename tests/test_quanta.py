@@ -1,0 +1,147 @@
+"""Chapter 8: multitask sparse parity and the quantization model, against independent
+references (scipy's Zipf distribution and Hurwitz zeta, brute-force parities, torch)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import special, stats
+
+from scalinglab.data.sparse_parity import MultitaskSparseParity, draw_subsets, zipf_frequencies
+from scalinglab.quanta import (
+    LN2,
+    compute_exponent,
+    data_exponent,
+    first_crossing,
+    learned,
+    loglog_slope,
+    mean_loss,
+    n_learned_from_data,
+    tail_loss,
+    theory_slope,
+    train_quanta,
+)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.5, 1.0])
+def test_zipf_frequencies_match_scipy(alpha):
+    # scipy's zipfian(a, n) has pmf proportional to k^-a on k = 1..n: here a = alpha + 1
+    p = zipf_frequencies(50, alpha)
+    ref = stats.zipfian(alpha + 1, 50).pmf(np.arange(1, 51))
+    assert np.allclose(p, ref, rtol=1e-12, atol=0)
+
+
+def test_subsets_distinct_sorted_and_too_few_refused():
+    s = draw_subsets(100, 16, 2, seed=3)
+    assert s.shape == (100, 2)
+    assert len({tuple(r) for r in s}) == 100
+    assert (np.diff(s, axis=1) > 0).all() and s.min() >= 0 and s.max() < 16
+    with pytest.raises(ValueError):
+        draw_subsets(121, 16, 2, seed=0)  # only C(16, 2) = 120 exist
+
+
+def test_parity_labels_and_control_bits_brute_force():
+    src = MultitaskSparseParity(n_tasks=20, n_bits=8, k_sparse=3, alpha=0.5, subset_seed=1)
+    x, y, t = src.sample(2000, torch.Generator().manual_seed(0))
+    x, y, t = x.numpy(), y.numpy(), t.numpy()
+    assert x.shape == (2000, 28)
+    code, bits = x[:, :20], x[:, 20:]
+    assert (code.sum(1) == 1).all() and (code.argmax(1) == t).all()
+    expected = [int(sum(bits[i, j] for j in src.subsets[t[i]])) % 2 for i in range(len(t))]
+    assert (y == np.array(expected)).all()
+
+
+def test_subtasks_drawn_with_zipf_frequencies():
+    src = MultitaskSparseParity(n_tasks=10, n_bits=8, k_sparse=2, alpha=1.0)
+    n = 200_000
+    _, _, t = src.sample(n, torch.Generator().manual_seed(1))
+    counts = np.bincount(t.numpy(), minlength=10)
+    # chi-square goodness of fit against p_k: a wrong exponent gives p ~ 0 at this n
+    assert stats.chisquare(counts, src.probs * n).pvalue > 1e-3
+
+
+def test_stratified_test_set():
+    src = MultitaskSparseParity(n_tasks=5, n_bits=6, k_sparse=2, alpha=0.5)
+    x, y, t = src.stratified(7, seed=0)
+    assert x.shape == (35, 11) and (np.bincount(t.numpy()) == 7).all()
+    assert torch.equal(src.stratified(7, seed=0)[0], x)  # deterministic
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_tail_loss_against_hurwitz_zeta(alpha):
+    # sum_{k>n}^{K} k^-s / sum_{k<=K} k^-s with Hurwitz zeta(s, q) = sum_{j>=0} (j+q)^-s
+    s, K = alpha + 1, 300
+    p = zipf_frequencies(K, alpha)
+    n = np.array([0, 1, 5, 37, 299, 300])
+    ref = (special.zeta(s, n + 1) - special.zeta(s, K + 1)) / (
+        special.zeta(s, 1) - special.zeta(s, K + 1)
+    )
+    assert np.allclose(tail_loss(p, n), LN2 * ref, rtol=1e-10, atol=1e-15)
+    assert tail_loss(p, 0) == pytest.approx(LN2) and tail_loss(p, K) == 0.0
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_exponents_of_the_infinite_tail(alpha):
+    # with very many subtasks the tail sum is ~ n^-alpha (Euler-Maclaurin: corrections O(1/n))
+    p = zipf_frequencies(2_000_000, alpha)
+    n = np.geomspace(100, 2000, 6)
+    assert theory_slope(p, n) == pytest.approx(alpha, rel=0.02)
+    # data: quantum k learned once p_k D >= tau, so L(D) ~ D^-alpha/(alpha+1)
+    D = np.geomspace(1e5, 1e7, 6)
+    L = tail_loss(p, n_learned_from_data(p, D, tau=10.0))
+    assert loglog_slope(D, L) == pytest.approx(data_exponent(alpha), rel=0.05)
+    assert compute_exponent(alpha) == pytest.approx(alpha / (alpha + 2))
+
+
+def test_finite_tail_is_steeper_than_alpha():
+    # the cut-off at n_tasks bends the curve down: the local slope exceeds alpha
+    p = zipf_frequencies(100, 0.5)
+    assert theory_slope(p, [5, 10, 20, 40]) > 0.5 + 0.1
+
+
+def test_learned_mean_loss_and_first_crossing():
+    loss = np.array([[0.7, 0.7, 0.7], [0.01, 0.7, 0.7], [0.01, 0.05, 0.7], [0.01, 0.01, 0.3]])
+    assert learned(loss[-1]).tolist() == [True, True, False]
+    p = np.array([0.5, 0.3, 0.2])
+    assert mean_loss(loss, p) == pytest.approx(loss @ p)
+    assert np.allclose(first_crossing([1, 2, 3, 4], loss, 0.1), [2, 3, np.nan], equal_nan=True)
+    # a value that dips below and comes back up is not learned from the dip
+    bounce = np.array([[0.7], [0.01], [0.6], [0.01]])
+    assert first_crossing([1, 2, 3, 4], bounce, 0.1)[0] == 4
+
+
+def test_train_quanta_metrics_match_torch_and_learn_the_top_subtask():
+    torch.manual_seed(0)
+    recs = train_quanta(
+        alpha=1.0,
+        widths=[8, 32],
+        seeds=[0],
+        n_tasks=10,
+        n_bits=8,
+        steps=300,
+        batch_size=256,
+        log_at=[100],
+        per_task_test=64,
+    )
+    assert [r["width"] for r in recs] == [8, 32]
+    assert recs[0]["n_params"] == (18 + 1) * 8 + (8 + 1) * 2
+    r = recs[1]
+    assert r["step"] == [0, 100, 300] and r["examples"] == [0, 25600, 76800]
+    tl = np.array(r["task_loss"])
+    assert tl.shape == (3, 10)
+    # the most frequent subtask is learned within 300 steps, the rarest is not
+    assert tl[-1, 0] < 0.1 * LN2 < tl[-1, -1]
+    # the recorded per-task loss is torch's cross-entropy of a fresh untrained model
+    from scalinglab.models.mlp import MLP
+
+    src = MultitaskSparseParity(10, 8, 2, 1.0, 0)
+    x, y, t = src.stratified(64, 12345)
+    net = MLP(src.in_dim, 32, 1, 2, seed=0)
+    with torch.no_grad():
+        ce = F.cross_entropy(net(x), y, reduction="none").view(10, 64).mean(1)
+    assert np.allclose(tl[0], ce.numpy(), atol=2e-5)
+    assert math.isclose(float(np.sum(src.probs)), 1.0)
