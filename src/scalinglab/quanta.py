@@ -228,6 +228,100 @@ def train_quanta(
     ]
 
 
+# --------------------------------------------------------------------------- analysis
+
+
+def width_sweep(records: list[dict], alpha: float, lr: float = 1e-2, step: int | None = None):
+    """The width sweep at ``alpha`` (main learning rate), at logged ``step`` (default: last).
+
+    Returns ``dict(widths, n_params, seeds, task_loss (seeds, widths, tasks), task_acc,
+    loss (seeds, widths) = sum_k p_k L_k, n_learned (seeds, widths), probs)``.
+    """
+    recs = [
+        r
+        for r in records
+        if r["sweep"] == "width" and r["alpha"] == alpha and math.isclose(r["lr"], lr)
+    ]
+    widths = sorted({r["width"] for r in recs})
+    seeds = sorted({r["seed"] for r in recs})
+    by = {(r["width"], r["seed"]): r for r in recs}
+    i = -1 if step is None else recs[0]["step"].index(step)
+    tl = np.array([[by[w, s]["task_loss"][i] for w in widths] for s in seeds])
+    ta = np.array([[by[w, s]["task_acc"][i] for w in widths] for s in seeds])
+    probs = records_probs(recs[0])
+    return {
+        "widths": np.array(widths),
+        "n_params": np.array([by[w, seeds[0]]["n_params"] for w in widths]),
+        "seeds": seeds,
+        "task_loss": tl,
+        "task_acc": ta,
+        "loss": mean_loss(tl, probs),
+        "n_learned": learned(tl).sum(-1),
+        "probs": probs,
+    }
+
+
+def data_sweep(records: list[dict], alpha: float, lr: float = 1e-2):
+    """The data sweep at ``alpha``: ``dict(examples (logs,), seeds, task_loss (seeds, logs,
+    tasks), task_acc, loss (seeds, logs), n_learned (seeds, logs), width, probs)``."""
+    recs = sorted(
+        (
+            r
+            for r in records
+            if r["sweep"] == "data" and r["alpha"] == alpha and math.isclose(r["lr"], lr)
+        ),
+        key=lambda r: r["seed"],
+    )
+    tl = np.array([r["task_loss"] for r in recs])
+    probs = records_probs(recs[0])
+    return {
+        "examples": np.array(recs[0]["examples"]),
+        "seeds": [r["seed"] for r in recs],
+        "task_loss": tl,
+        "task_acc": np.array([r["task_acc"] for r in recs]),
+        "loss": mean_loss(tl, probs),
+        "n_learned": learned(tl).sum(-1),
+        "width": recs[0]["width"],
+        "probs": probs,
+    }
+
+
+def params_per_quantum(n_params, n_learned) -> float:
+    """The one constant of the parameter law, :math:`c` in :math:`n = N / c`: the geometric
+    mean of :math:`N / n` over the models that learned at least one quantum."""
+    n_params, n_learned = np.broadcast_arrays(
+        np.asarray(n_params, dtype=np.float64), np.asarray(n_learned, dtype=np.float64)
+    )
+    ok = n_learned >= 1
+    return float(np.exp(np.mean(np.log(n_params[ok] / n_learned[ok]))))
+
+
+def examples_per_quantum(probs, examples, task_loss, threshold: float = 0.1 * LN2) -> float:
+    """The one constant of the data law, :math:`\tau` in :math:`p_k D_k = \tau`: the
+    geometric mean of :math:`p_k D_k` over the subtasks learned by the end (``D_k`` their
+    :func:`first_crossing`)."""
+    dk = first_crossing(examples, task_loss, threshold)
+    ok = np.isfinite(dk)
+    return float(np.exp(np.mean(np.log(np.asarray(probs)[ok] * dk[ok]))))
+
+
+def n_learned_continuous(probs, D, tau: float) -> np.ndarray:
+    """:math:`n(D)` solving :math:`p_n D = \tau` with :math:`p_n = n^{-(\alpha+1)}/Z`
+    continued to real :math:`n` (``probs`` gives :math:`Z` and :math:`\alpha`)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    s = -math.log(probs[1] / probs[0]) / math.log(2.0)  # alpha + 1, read off p_1 / p_2
+    z = 1.0 / probs[0]
+    return (np.asarray(D, dtype=np.float64) / (tau * z)) ** (1.0 / s)
+
+
+def largest_step_share(values) -> float:
+    """How abrupt a curve is: the largest change between neighbouring points as a share of
+    the total variation, :math:`\\max_i |v_{i+1}-v_i| / \\sum_i |v_{i+1}-v_i|` (1 for a single
+    jump, :math:`1/(m-1)` for a straight line through :math:`m` points)."""
+    d = np.abs(np.diff(np.asarray(values, dtype=np.float64)))
+    return float(d.max() / d.sum())
+
+
 # --------------------------------------------------------------------------- records
 
 
