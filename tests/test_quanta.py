@@ -145,3 +145,146 @@ def test_train_quanta_metrics_match_torch_and_learn_the_top_subtask():
         ce = F.cross_entropy(net(x), y, reduction="none").view(10, 64).mean(1)
     assert np.allclose(tl[0], ce.numpy(), atol=2e-5)
     assert math.isclose(float(np.sum(src.probs)), 1.0)
+
+
+# --------------------------------------------------------------------------- the shipped records
+# Every number the page states comes from these records; the tests below pin them.
+
+ALPHAS = (0.5, 1.0)
+
+
+@pytest.fixture(scope="module")
+def records():
+    from scalinglab.quanta import load_records
+
+    return load_records("ch08_quanta")
+
+
+def test_records_config_names_its_command():
+    import json
+
+    from scalinglab.quanta import RECORDS
+
+    cfg = json.loads((RECORDS / "ch08_quanta.config.json").read_text())
+    assert (
+        "python -m scalinglab.quanta src/scalinglab/records/ch08_quanta.config.json"
+        in (cfg["description"])
+    )
+    assert {r["alpha"] for r in cfg["runs"]} == set(ALPHAS)
+
+
+def test_sweeps_span_at_least_one_and_a_half_decades(records):
+    from scalinglab.quanta import data_exponent_fit, width_sweep
+
+    for a in ALPHAS:
+        w = width_sweep(records, a)
+        assert np.log10(w["n_params"].max() / w["n_params"].min()) >= 1.5
+        assert len(w["seeds"]) == 3
+        fit = data_exponent_fit(records, a)
+        D = fit["sweep"]["examples"][fit["use"]]
+        assert np.log10(D.max() / D.min()) >= 1.5
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_subtasks_learned_in_order_of_frequency(records, alpha):
+    from scalinglab.quanta import data_sweep, fit_learning_times
+
+    d = data_sweep(records, alpha)
+    ranks = np.arange(1, 101)
+    for tl in d["task_loss"]:
+        dk = first_crossing(d["examples"], tl, 0.1 * LN2)
+        ok = np.isfinite(dk)
+        assert ok.sum() >= 10
+        # the learned subtasks come in the order of their ranks, up to swaps of neighbours
+        assert stats.spearmanr(ranks[ok], dk[ok]).statistic > 0.9
+        # D_k = D_0 + tau / p_k fits to the precision of the logging grid (ratio ~1.25
+        # between logged steps: a crossing is located to log 1.25 = 0.22 in log D)
+        d0, tau, rms = fit_learning_times(d["probs"], d["examples"], tl)
+        assert rms < 0.3
+        assert 50 < d0 / 512 < 200  # "on the order of a hundred steps"
+
+
+def test_examples_per_quantum_do_not_depend_on_alpha(records):
+    # tau is a property of one parity, not of the mixture: the same for both alphas within
+    # 3 s.d. of the seeds (the page states it)
+    from scalinglab.quanta import data_exponent_fit
+
+    lo, hi = data_exponent_fit(records, 0.5)["tau"], data_exponent_fit(records, 1.0)["tau"]
+    spread = np.sqrt(lo.var(ddof=1) + hi.var(ddof=1))
+    assert abs(lo.mean() - hi.mean()) < 3 * spread
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_data_exponent_agrees_with_theory(records, alpha):
+    from scalinglab.quanta import data_exponent_fit
+
+    fit = data_exponent_fit(records, alpha)
+    diff = fit["measured"] - fit["predicted"]  # one prediction per seed, from its own D_0, tau
+    # tolerance from the seed spread: the mean difference within 3 s.d. of the per-seed
+    # differences (about 5 standard errors of the mean of three), the test the page states
+    assert abs(diff.mean()) < 3 * diff.std(ddof=1)
+    # and the measured exponent is not the naive K -> infinity, D_0 = 0 law: the start-up
+    # delay and the end of the list of quanta both steepen it
+    assert fit["measured"].mean() > data_exponent(alpha) + 0.1
+
+
+def test_parameter_exponent_agrees_with_theory_where_converged(records):
+    from scalinglab.quanta import parameter_exponent_fit
+
+    fit = parameter_exponent_fit(records, 0.5)
+    m = fit["measured"]
+    # one prediction for all seeds (one fitted constant c): the mean of the seeds' slopes
+    # within 3 s.d. of one seed's slope from it (about 5 standard errors of the mean)
+    assert abs(m.mean() - fit["predicted"]) < 3 * m.std(ddof=1)
+    # converged: the slope no longer moves with the step budget (1500 -> 3000 steps) by more
+    # than the seeds scatter
+    earlier = parameter_exponent_fit(records, 0.5, step=1500)["measured"]
+    assert abs(m.mean() - earlier.mean()) < 3 * m.std(ddof=1)
+
+
+def test_parameter_exponent_at_alpha_one_is_not_converged(records):
+    # the page says so: the slope still grows with the step budget and stays below the
+    # prediction, because the widest networks are limited by time, not by parameters
+    from scalinglab.quanta import parameter_exponent_fit
+
+    fits = [parameter_exponent_fit(records, 1.0, step=s) for s in (750, 1500, 3000)]
+    means = [f["measured"].mean() for f in fits]
+    sd = max(f["measured"].std(ddof=1) for f in fits)
+    assert means[0] < means[1] < means[2] and means[2] - means[0] > 3 * sd
+    assert means[2] < fits[2]["predicted"] - 3 * sd
+
+
+def test_measured_exponent_follows_alpha(records):
+    from scalinglab.quanta import data_exponent_fit, parameter_exponent_fit
+
+    # data: the measured shift from alpha = 0.5 to 1 agrees with the predicted shift within
+    # 3 s.d. of the per-seed differences (seeds are independent between the two alphas)
+    lo, hi = data_exponent_fit(records, 0.5), data_exponent_fit(records, 1.0)
+    shift_measured = hi["measured"].mean() - lo["measured"].mean()
+    shift_predicted = hi["predicted"].mean() - lo["predicted"].mean()
+    spread = np.sqrt(
+        (hi["measured"] - hi["predicted"]).var(ddof=1)
+        + (lo["measured"] - lo["predicted"]).var(ddof=1)
+    )
+    assert shift_measured > 0 and shift_predicted > 0
+    assert abs(shift_measured - shift_predicted) < 3 * spread
+    # parameters: the exponent rises with alpha by more than the seeds scatter
+    lo, hi = parameter_exponent_fit(records, 0.5), parameter_exponent_fit(records, 1.0)
+    spread = max(lo["measured"].std(ddof=1), hi["measured"].std(ddof=1))
+    assert hi["measured"].mean() - lo["measured"].mean() > 3 * spread
+
+
+def test_rare_skill_emerges_while_the_mean_is_smooth(records):
+    from scalinglab.quanta import largest_step_share, width_sweep
+
+    w = width_sweep(records, 0.5)
+    learned_all = (w["task_loss"] < 0.1 * LN2).all(0)
+    k_star = int(np.flatnonzero(learned_all[-1] & ~learned_all[0]).max()) + 1
+    acc = w["task_acc"][:, :, k_star - 1].mean(0)
+    own = np.log(w["task_loss"][:, :, k_star - 1].mean(0))
+    mean = np.log(w["loss"].mean(0))
+    # one jump carries most of the skill's change, in accuracy and in its own loss ...
+    assert largest_step_share(acc) > 0.6 and largest_step_share(own) > 0.6
+    # ... while the mean loss changes in many comparable steps
+    assert largest_step_share(mean) < 0.35
+    assert acc[0] < 0.6 < 0.95 < acc[-1]

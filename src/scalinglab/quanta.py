@@ -296,22 +296,42 @@ def params_per_quantum(n_params, n_learned) -> float:
     return float(np.exp(np.mean(np.log(n_params[ok] / n_learned[ok]))))
 
 
-def examples_per_quantum(probs, examples, task_loss, threshold: float = 0.1 * LN2) -> float:
-    """The one constant of the data law, :math:`\tau` in :math:`p_k D_k = \tau`: the
-    geometric mean of :math:`p_k D_k` over the subtasks learned by the end (``D_k`` their
-    :func:`first_crossing`)."""
+def fit_learning_times(probs, examples, task_loss, threshold: float = 0.1 * LN2):
+    """Fit :math:`D_k = D_0 + \tau / p_k` to the examples :math:`D_k` at which the subtasks
+    are learned (:func:`first_crossing`; subtasks never learned are left out).
+
+    :math:`\tau` is the quantization model's constant, the examples of its own that a
+    subtask needs; :math:`D_0` is a start-up delay that the model leaves out: in the online
+    regime data and optimizer steps grow together, and even the most frequent subtask needs
+    some steps. Least squares on :math:`\\log D_k` (the logging grid is geometric). Returns
+    ``(D0, tau, rms)`` with ``rms`` the root-mean-square residual in :math:`\\log D_k`.
+    """
+    from scipy.optimize import least_squares
+
+    probs = np.asarray(probs, dtype=np.float64)
     dk = first_crossing(examples, task_loss, threshold)
     ok = np.isfinite(dk)
-    return float(np.exp(np.mean(np.log(np.asarray(probs)[ok] * dk[ok]))))
+    if ok.sum() < 3:
+        raise ValueError("need at least three learned subtasks to fit D0 and tau")
+    p, log_dk = probs[ok], np.log(dk[ok])
+
+    def residuals(theta):
+        return np.logaddexp(theta[0], theta[1] - np.log(p)) - log_dk
+
+    start = [np.log(dk[ok].min() / 2), np.log(np.median(dk[ok] * p))]
+    res = least_squares(residuals, start)
+    return float(np.exp(res.x[0])), float(np.exp(res.x[1])), float(np.sqrt(np.mean(res.fun**2)))
 
 
-def n_learned_continuous(probs, D, tau: float) -> np.ndarray:
-    """:math:`n(D)` solving :math:`p_n D = \tau` with :math:`p_n = n^{-(\alpha+1)}/Z`
-    continued to real :math:`n` (``probs`` gives :math:`Z` and :math:`\alpha`)."""
+def n_learned_continuous(probs, D, tau: float, D0: float = 0.0) -> np.ndarray:
+    """:math:`n(D)` solving :math:`p_n (D - D_0) = \tau` with :math:`p_n = n^{-(\alpha+1)}/Z`
+    continued to real :math:`n` (``probs`` gives :math:`Z` and :math:`\alpha`); 0 for
+    :math:`D \\le D_0`."""
     probs = np.asarray(probs, dtype=np.float64)
     s = -math.log(probs[1] / probs[0]) / math.log(2.0)  # alpha + 1, read off p_1 / p_2
     z = 1.0 / probs[0]
-    return (np.asarray(D, dtype=np.float64) / (tau * z)) ** (1.0 / s)
+    excess = np.clip(np.asarray(D, dtype=np.float64) - D0, 0.0, None)
+    return (excess / (tau * z)) ** (1.0 / s)
 
 
 def largest_step_share(values) -> float:
@@ -320,6 +340,54 @@ def largest_step_share(values) -> float:
     jump, :math:`1/(m-1)` for a straight line through :math:`m` points)."""
     d = np.abs(np.diff(np.asarray(values, dtype=np.float64)))
     return float(d.max() / d.sum())
+
+
+def parameter_exponent_fit(records: list[dict], alpha: float, step: int | None = None) -> dict:
+    r"""Measured and predicted parameter exponent of the width sweep at ``alpha``.
+
+    The fit uses the widths at which every seed learned at least one quantum. ``measured``
+    holds one least-squares slope of :math:`\log L` on :math:`\log N` per seed; the
+    prediction fits one constant, the parameters per quantum :math:`c`
+    (:func:`params_per_quantum`), and is the slope of the exact tail :math:`L(N/c)` over the
+    same :math:`N`.
+    """
+    w = width_sweep(records, alpha, step=step)
+    use = w["n_learned"].min(0) >= 1
+    measured = np.array([loglog_slope(w["n_params"][use], loss[use]) for loss in w["loss"]])
+    c = params_per_quantum(w["n_params"][use], w["n_learned"][:, use])
+    predicted = theory_slope(w["probs"], w["n_params"][use] / c)
+    return {"sweep": w, "use": use, "measured": measured, "c": c, "predicted": predicted}
+
+
+def data_exponent_fit(records: list[dict], alpha: float) -> dict:
+    """Measured and predicted data exponent of the data sweep at ``alpha``, per seed.
+
+    The fit runs from the first logged :math:`D` at which every seed has learned a quantum
+    to the end. For each seed, :func:`fit_learning_times` gives :math:`(D_0, \tau)` from the
+    times at which its subtasks were learned; the prediction is the slope of the exact tail
+    :math:`L(n(D))` with :math:`p_{n(D)} (D - D_0) = \tau` (:func:`n_learned_continuous`)
+    over the same :math:`D` -- the loss is never used to fit it.
+    """
+    d = data_sweep(records, alpha)
+    use = (d["n_learned"].min(0) >= 1) & (d["examples"] > 0)
+    D = d["examples"][use]
+    measured = np.array([loglog_slope(D, loss[use]) for loss in d["loss"]])
+    times = np.array([fit_learning_times(d["probs"], d["examples"], tl) for tl in d["task_loss"]])
+    predicted = np.array(
+        [
+            loglog_slope(D, tail_loss(d["probs"], n_learned_continuous(d["probs"], D, tau, d0)))
+            for d0, tau, _ in times
+        ]
+    )
+    return {
+        "sweep": d,
+        "use": use,
+        "measured": measured,
+        "D0": times[:, 0],
+        "tau": times[:, 1],
+        "rms": times[:, 2],
+        "predicted": predicted,
+    }
 
 
 # --------------------------------------------------------------------------- records
