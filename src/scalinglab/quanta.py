@@ -335,11 +335,25 @@ def n_learned_continuous(probs, D, tau: float, D0: float = 0.0) -> np.ndarray:
 
 
 def largest_step_share(values) -> float:
-    """How abrupt a curve is: the largest change between neighbouring points as a share of
-    the total variation, :math:`\\max_i |v_{i+1}-v_i| / \\sum_i |v_{i+1}-v_i|` (1 for a single
-    jump, :math:`1/(m-1)` for a straight line through :math:`m` points)."""
-    d = np.abs(np.diff(np.asarray(values, dtype=np.float64)))
-    return float(d.max() / d.sum())
+    """How abrupt a curve is: its largest change between neighbouring points as a share of
+    its net change from the first point to the last, :math:`\\max_i |v_{i+1}-v_i| /
+    |v_m - v_1|` (1 for a single clean jump; about :math:`1/(m-1)` for a straight line
+    through :math:`m` points; noise on a flat stretch does not dilute it)."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(np.abs(np.diff(v)).max() / abs(v[-1] - v[0]))
+
+
+def abrupt_skill(task_acc, low: float = 0.6, high: float = 0.95) -> int | None:
+    """The rarest subtask (1-based rank) whose accuracy, along the sweep in ``task_acc``
+    (``(points, tasks)``), goes from below ``low`` to above ``high`` between two neighbouring
+    points and stays above ``high`` after; ``None`` if there is none."""
+    acc = np.asarray(task_acc, dtype=np.float64)
+    for k in range(acc.shape[1] - 1, -1, -1):
+        a = acc[:, k]
+        for i in range(len(a) - 1):
+            if a[i] < low and (a[i + 1 :] > high).all():
+                return k + 1
+    return None
 
 
 def parameter_exponent_fit(records: list[dict], alpha: float, step: int | None = None) -> dict:
