@@ -289,3 +289,25 @@ def test_largest_step_share_and_abrupt_skill():
     acc = np.array([[1.0, 0.5, 0.5], [1.0, 0.55, 0.5], [1.0, 1.0, 0.7], [1.0, 1.0, 0.96]])
     assert abrupt_skill(acc) == 2  # subtask 3 rises gradually, subtask 2 jumps
     assert abrupt_skill(np.full((3, 2), 0.5)) is None
+
+
+def test_widest_networks_are_time_limited(records):
+    # the page: the width-192 network of the data sweep, which has spare capacity, has learned
+    # about as many quanta by step 3000 as the width-128 networks have
+    from scalinglab.quanta import data_sweep, width_sweep
+
+    for a in ALPHAS:
+        wide = width_sweep(records, a)["n_learned"][:, -1].mean()
+        free = data_sweep(records, a)["n_learned"][:, -1].mean()
+        assert 0.75 * free <= wide <= free
+
+
+def test_learning_rate_control(records):
+    from scalinglab.quanta import width_sweep
+
+    by_lr = {lr: width_sweep(records, 0.5, lr=lr) for lr in (0.003, 0.01, 0.03)}
+    seed0 = {lr: sw["loss"][sw["seeds"].index(0)] for lr, sw in by_lr.items()}
+    widths = by_lr[0.01]["widths"]
+    for i, w in enumerate(widths):
+        best = min(seed0, key=lambda lr: seed0[lr][i])
+        assert best == (0.003 if w == 4 else 0.01), (w, best)
