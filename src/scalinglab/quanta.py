@@ -1,0 +1,454 @@
+"""Many skills (chapter 8): the quantization model of neural scaling.
+
+The model (Michaud, Liu, Girit & Tegmark 2023; the data side is Hutter 2021)
+--------------------------------------------------------------------------
+A task is made of discrete skills, *quanta*, used with frequencies
+:math:`p_k \\propto k^{-(\\alpha+1)}`. A model either has learned quantum :math:`k` (loss 0 on
+its examples) or not (loss :math:`b`, here :math:`b = \\ln 2`, chance on a binary label). If
+the model has learned exactly the :math:`n` most frequent quanta, its expected loss is
+
+.. math::
+
+    L(n) = b \\sum_{k > n} p_k \\;\\approx\\; \\frac{b}{\\alpha\\,\\zeta(\\alpha+1)}\\, n^{-\\alpha}
+    \\qquad (n \\ll n_\\text{tasks}).
+
+- *Parameters*: if every quantum costs about the same number of parameters,
+  :math:`n \\propto N` and :math:`L(N) \\propto N^{-\\alpha}`.
+- *Data*: quantum :math:`k` is learned once its examples number about :math:`\\tau`, i.e.
+  when :math:`p_k D \\gtrsim \\tau`: :math:`n \\propto D^{1/(\\alpha+1)}` and
+  :math:`L(D) \\propto D^{-\\alpha/(\\alpha+1)}`.
+- *Compute*: :math:`C \\propto N D \\propto n \\cdot n^{\\alpha+1}` at the optimum, so
+  :math:`L(C) \\propto C^{-\\alpha/(\\alpha+2)}`.
+
+With a finite number of subtasks the sum stops at :math:`n_\\text{tasks}` and bends the curve
+down; :func:`tail_loss` is the exact finite sum, which is what the measurements are compared
+with.
+
+Experiments
+-----------
+:func:`train_quanta` trains one-hidden-layer ReLU MLPs on
+:class:`~scalinglab.data.sparse_parity.MultitaskSparseParity` in the *online* regime (a fresh
+batch at every step, nothing is seen twice), many at once with
+:class:`~scalinglab.engine.ensemble.MLPEnsemble` (each member its own batch stream), and logs
+every subtask's test loss and accuracy on a stratified test set at the logged steps. With
+a constant learning rate, the run with a data budget of :math:`D = B \\cdot s` examples is
+exactly the first :math:`s` steps of a longer run, so logging over steps *is* the data sweep.
+
+Sources: E. J. Michaud, Z. Liu, U. Girit, M. Tegmark, "The Quantization Model of Neural
+Scaling", NeurIPS 2023 (arXiv:2303.13506; code ejmichaud/quantization-model);
+M. Hutter, "Learning Curve Theory", arXiv:2102.04074 (2021).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from scalinglab.data.sparse_parity import MultitaskSparseParity, zipf_frequencies
+from scalinglab.engine.ensemble import MLPEnsemble, StackedAdamW
+from scalinglab.fitting import fit_loglog_line
+
+RECORDS = Path(__file__).parent / "records"
+LN2 = math.log(2.0)
+
+# --------------------------------------------------------------------------- theory
+
+
+def tail_loss(probs: np.ndarray, n_learned, unlearned_loss: float = LN2) -> np.ndarray:
+    """Expected loss of a model that has learned the ``n_learned`` most frequent quanta:
+    :math:`b \\sum_{k > n} p_k` (``probs`` sorted by decreasing frequency). Vectorised in
+    ``n_learned``; a fractional ``n`` interpolates linearly between integers."""
+    probs = np.asarray(probs, dtype=np.float64)
+    tail = np.concatenate([np.cumsum(probs[::-1])[::-1], [0.0]])  # tail[n] = sum_{k>n} p_k
+    n = np.clip(np.asarray(n_learned, dtype=np.float64), 0, len(probs))
+    return unlearned_loss * np.interp(n, np.arange(len(probs) + 1), tail)
+
+
+def parameter_exponent(alpha: float) -> float:
+    """:math:`L \\propto N^{-\\alpha}`: one quantum per fixed number of parameters."""
+    return float(alpha)
+
+
+def data_exponent(alpha: float) -> float:
+    """:math:`L \\propto D^{-\\alpha/(\\alpha+1)}` (Hutter 2021; Michaud et al. 2023)."""
+    return float(alpha) / (float(alpha) + 1.0)
+
+
+def compute_exponent(alpha: float) -> float:
+    """:math:`L \\propto C^{-\\alpha/(\\alpha+2)}` with :math:`N \\propto n`,
+    :math:`D \\propto n^{\\alpha+1}` and :math:`C \\propto N D`."""
+    return float(alpha) / (float(alpha) + 2.0)
+
+
+def data_to_learn(probs: np.ndarray, tau: float) -> np.ndarray:
+    """Examples :math:`D_k = \\tau / p_k` after which quantum :math:`k` is learned."""
+    return float(tau) / np.asarray(probs, dtype=np.float64)
+
+
+def n_learned_from_data(probs: np.ndarray, D, tau: float) -> np.ndarray:
+    """How many quanta have :math:`p_k D \\ge \\tau`: the ones learned with ``D`` examples."""
+    D = np.asarray(D, dtype=np.float64)
+    return (np.asarray(probs)[None, :] * D.reshape(-1, 1) >= tau).sum(1).reshape(D.shape)
+
+
+def loglog_slope(x, y) -> float:
+    """The exponent :math:`a` of the least-squares line :math:`\\log y = c - a \\log x`."""
+    return float(fit_loglog_line(x, y).alpha)
+
+
+def theory_slope(probs: np.ndarray, n_learned, unlearned_loss: float = LN2) -> float:
+    """Exponent of the exact finite sum :func:`tail_loss` against ``n`` over the given
+    learned counts (what a measured :math:`L \\propto n^{-a}` should show over that range)."""
+    n = np.asarray(n_learned, dtype=np.float64)
+    return loglog_slope(n, tail_loss(probs, n, unlearned_loss))
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def learned(task_loss: np.ndarray, threshold: float = 0.1 * LN2) -> np.ndarray:
+    """Which subtasks are learned: test loss below ``threshold`` (default a tenth of chance)."""
+    return np.asarray(task_loss) < threshold
+
+
+def mean_loss(task_loss: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """The expected loss under the Zipf mixture, :math:`\\sum_k p_k L_k` (last axis = tasks)."""
+    return np.asarray(task_loss, dtype=np.float64) @ np.asarray(probs, dtype=np.float64)
+
+
+def first_crossing(xs: Sequence[float], values: np.ndarray, threshold: float) -> np.ndarray:
+    """For every column of ``values`` (rows follow ``xs``, increasing), the first ``x`` from
+    which the value stays below ``threshold`` until the end; ``nan`` if it never does."""
+    values = np.asarray(values, dtype=np.float64)
+    below = values < threshold
+    # stays below from row i on: reverse cumulative AND
+    stays = np.flip(np.cumprod(np.flip(below, 0), 0), 0).astype(bool)
+    out = np.full(values.shape[1], np.nan)
+    for j in range(values.shape[1]):
+        rows = np.flatnonzero(stays[:, j])
+        if len(rows):
+            out[j] = xs[rows[0]]
+    return out
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _task_metrics(logits: torch.Tensor, y: torch.Tensor, n_tasks: int, per_task: int):
+    """Per-member, per-subtask mean cross-entropy and accuracy, ``(M, n_tasks)`` each
+    (the stratified test set lists ``per_task`` examples of each subtask in task order)."""
+    m = logits.shape[0]
+    ce = F.cross_entropy(logits.reshape(-1, 2).float(), y.repeat(m), reduction="none")
+    acc = (logits.argmax(-1) == y).float()
+    shape = (m, n_tasks, per_task)
+    return ce.view(shape).mean(-1), acc.view(shape).mean(-1)
+
+
+def train_quanta(
+    alpha: float,
+    widths: Sequence[int] | int,
+    seeds: Sequence[int],
+    lrs: Sequence[float] | float = 1e-2,
+    n_tasks: int = 100,
+    n_bits: int = 16,
+    k_sparse: int = 2,
+    subset_seed: int = 0,
+    steps: int = 2000,
+    batch_size: int = 512,
+    log_at: Sequence[int] = (),
+    per_task_test: int = 256,
+    test_seed: int = 12345,
+    data_seed: int = 0,
+) -> list[dict]:
+    """Train one ensemble of MLPs ``n_tasks + n_bits -> width -> 2`` (one hidden ReLU
+    layer, the paper's ``depth=2``) with AdamW (no weight decay) on fresh batches: one member
+    per width and ``(seed, lr)`` pair (``lrs`` a scalar or one per seed).
+
+    Returns one record per member: its settings, ``n_params``, ``step``, ``examples``
+    (:math:`B \\cdot s` seen), and ``task_loss`` / ``task_acc`` of shape
+    ``(n_logged, n_tasks)``, on a stratified test set of ``per_task_test`` fresh examples per
+    subtask (the same set for every member).
+    """
+    widths = [int(widths)] if np.ndim(widths) == 0 else [int(w) for w in widths]
+    lrs = [float(lrs)] * len(seeds) if np.ndim(lrs) == 0 else [float(v) for v in lrs]
+    if len(lrs) != len(seeds):
+        raise ValueError("lrs must be a scalar or one learning rate per seed")
+    members = [(w, int(s), lr) for w in widths for s, lr in zip(seeds, lrs, strict=True)]
+    seeds = [m[1] for m in members]
+    src = MultitaskSparseParity(n_tasks, n_bits, k_sparse, alpha, subset_seed)
+    x_te, y_te, _ = src.stratified(per_task_test, test_seed)
+    ens = MLPEnsemble(src.in_dim, [m[0] for m in members], 1, 2, seeds)
+    opt = StackedAdamW(list(ens.parameters()), [m[2] for m in members])
+    # one stream of fresh batches for the ensemble, (M, B) examples per step: every member
+    # sees its own examples (drawing them in one call keeps the step cheap)
+    gen = torch.Generator().manual_seed(int(data_seed))
+    log = sorted({0, int(steps), *(int(s) for s in log_at if 0 <= s <= steps)})
+    hist_loss, hist_acc = [], []
+    for step in range(steps + 1):
+        if step in log:
+            with torch.no_grad():
+                tl, ta = _task_metrics(ens(x_te), y_te, n_tasks, per_task_test)
+            hist_loss.append(tl.numpy())
+            hist_acc.append(ta.numpy())
+        if step == steps:
+            break
+        xb, yb, _ = src.sample((len(seeds), batch_size), gen)
+        out = ens(xb)
+        loss = F.cross_entropy(out.reshape(-1, 2), yb.reshape(-1), reduction="none")
+        opt.zero_grad()
+        loss.view(len(seeds), batch_size).mean(1).sum().backward()  # independent members
+        opt.step()
+    task_loss = np.stack(hist_loss, 1)  # (M, n_log, n_tasks)
+    task_acc = np.stack(hist_acc, 1)
+    return [
+        {
+            "alpha": float(alpha),
+            "width": width,
+            "seed": seed,
+            "lr": lr,
+            "n_tasks": n_tasks,
+            "n_bits": n_bits,
+            "k_sparse": k_sparse,
+            "subset_seed": subset_seed,
+            "batch_size": batch_size,
+            "n_params": int(ens.n_params[m]),
+            "step": log,
+            "examples": [s * batch_size for s in log],
+            "task_loss": np.round(task_loss[m], 5).tolist(),
+            "task_acc": np.round(task_acc[m], 4).tolist(),
+        }
+        for m, (width, seed, lr) in enumerate(members)
+    ]
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def width_sweep(records: list[dict], alpha: float, lr: float = 1e-2, step: int | None = None):
+    """The width sweep at ``alpha`` (main learning rate), at logged ``step`` (default: last).
+
+    Returns ``dict(widths, n_params, seeds, task_loss (seeds, widths, tasks), task_acc,
+    loss (seeds, widths) = sum_k p_k L_k, n_learned (seeds, widths), probs)``.
+    """
+    recs = [
+        r
+        for r in records
+        if r["sweep"] == "width" and r["alpha"] == alpha and math.isclose(r["lr"], lr)
+    ]
+    widths = sorted({r["width"] for r in recs})
+    seeds = sorted({r["seed"] for r in recs})
+    by = {(r["width"], r["seed"]): r for r in recs}
+    i = -1 if step is None else recs[0]["step"].index(step)
+    tl = np.array([[by[w, s]["task_loss"][i] for w in widths] for s in seeds])
+    ta = np.array([[by[w, s]["task_acc"][i] for w in widths] for s in seeds])
+    probs = records_probs(recs[0])
+    return {
+        "widths": np.array(widths),
+        "n_params": np.array([by[w, seeds[0]]["n_params"] for w in widths]),
+        "seeds": seeds,
+        "task_loss": tl,
+        "task_acc": ta,
+        "loss": mean_loss(tl, probs),
+        "n_learned": learned(tl).sum(-1),
+        "probs": probs,
+    }
+
+
+def data_sweep(records: list[dict], alpha: float, lr: float = 1e-2):
+    """The data sweep at ``alpha``: ``dict(examples (logs,), seeds, task_loss (seeds, logs,
+    tasks), task_acc, loss (seeds, logs), n_learned (seeds, logs), width, probs)``."""
+    recs = sorted(
+        (
+            r
+            for r in records
+            if r["sweep"] == "data" and r["alpha"] == alpha and math.isclose(r["lr"], lr)
+        ),
+        key=lambda r: r["seed"],
+    )
+    tl = np.array([r["task_loss"] for r in recs])
+    probs = records_probs(recs[0])
+    return {
+        "examples": np.array(recs[0]["examples"]),
+        "seeds": [r["seed"] for r in recs],
+        "task_loss": tl,
+        "task_acc": np.array([r["task_acc"] for r in recs]),
+        "loss": mean_loss(tl, probs),
+        "n_learned": learned(tl).sum(-1),
+        "width": recs[0]["width"],
+        "probs": probs,
+    }
+
+
+def params_per_quantum(n_params, n_learned) -> float:
+    """The one constant of the parameter law, :math:`c` in :math:`n = N / c`: the geometric
+    mean of :math:`N / n` over the models that learned at least one quantum."""
+    n_params, n_learned = np.broadcast_arrays(
+        np.asarray(n_params, dtype=np.float64), np.asarray(n_learned, dtype=np.float64)
+    )
+    ok = n_learned >= 1
+    return float(np.exp(np.mean(np.log(n_params[ok] / n_learned[ok]))))
+
+
+def fit_learning_times(probs, examples, task_loss, threshold: float = 0.1 * LN2):
+    """Fit :math:`D_k = D_0 + \tau / p_k` to the examples :math:`D_k` at which the subtasks
+    are learned (:func:`first_crossing`; subtasks never learned are left out).
+
+    :math:`\tau` is the quantization model's constant, the examples of its own that a
+    subtask needs; :math:`D_0` is a start-up delay that the model leaves out: in the online
+    regime data and optimizer steps grow together, and even the most frequent subtask needs
+    some steps. Least squares on :math:`\\log D_k` (the logging grid is geometric). Returns
+    ``(D0, tau, rms)`` with ``rms`` the root-mean-square residual in :math:`\\log D_k`.
+    """
+    from scipy.optimize import least_squares
+
+    probs = np.asarray(probs, dtype=np.float64)
+    dk = first_crossing(examples, task_loss, threshold)
+    ok = np.isfinite(dk)
+    if ok.sum() < 3:
+        raise ValueError("need at least three learned subtasks to fit D0 and tau")
+    p, log_dk = probs[ok], np.log(dk[ok])
+
+    def residuals(theta):
+        return np.logaddexp(theta[0], theta[1] - np.log(p)) - log_dk
+
+    start = [np.log(dk[ok].min() / 2), np.log(np.median(dk[ok] * p))]
+    res = least_squares(residuals, start)
+    return float(np.exp(res.x[0])), float(np.exp(res.x[1])), float(np.sqrt(np.mean(res.fun**2)))
+
+
+def n_learned_continuous(probs, D, tau: float, D0: float = 0.0) -> np.ndarray:
+    """:math:`n(D)` solving :math:`p_n (D - D_0) = \tau` with :math:`p_n = n^{-(\alpha+1)}/Z`
+    continued to real :math:`n` (``probs`` gives :math:`Z` and :math:`\alpha`); 0 for
+    :math:`D \\le D_0`."""
+    probs = np.asarray(probs, dtype=np.float64)
+    s = -math.log(probs[1] / probs[0]) / math.log(2.0)  # alpha + 1, read off p_1 / p_2
+    z = 1.0 / probs[0]
+    excess = np.clip(np.asarray(D, dtype=np.float64) - D0, 0.0, None)
+    return (excess / (tau * z)) ** (1.0 / s)
+
+
+def largest_step_share(values) -> float:
+    """How abrupt a curve is: its largest change between neighbouring points as a share of
+    its net change from the first point to the last, :math:`\\max_i |v_{i+1}-v_i| /
+    |v_m - v_1|` (1 for a single clean jump; about :math:`1/(m-1)` for a straight line
+    through :math:`m` points; noise on a flat stretch does not dilute it)."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(np.abs(np.diff(v)).max() / abs(v[-1] - v[0]))
+
+
+def abrupt_skill(task_acc, low: float = 0.6, high: float = 0.95) -> int | None:
+    """The rarest subtask (1-based rank) whose accuracy, along the sweep in ``task_acc``
+    (``(points, tasks)``), goes from below ``low`` to above ``high`` between two neighbouring
+    points and stays above ``high`` after; ``None`` if there is none."""
+    acc = np.asarray(task_acc, dtype=np.float64)
+    for k in range(acc.shape[1] - 1, -1, -1):
+        a = acc[:, k]
+        for i in range(len(a) - 1):
+            if a[i] < low and (a[i + 1 :] > high).all():
+                return k + 1
+    return None
+
+
+def parameter_exponent_fit(records: list[dict], alpha: float, step: int | None = None) -> dict:
+    r"""Measured and predicted parameter exponent of the width sweep at ``alpha``.
+
+    The fit uses the widths at which every seed learned at least one quantum. ``measured``
+    holds one least-squares slope of :math:`\log L` on :math:`\log N` per seed; the
+    prediction fits one constant, the parameters per quantum :math:`c`
+    (:func:`params_per_quantum`), and is the slope of the exact tail :math:`L(N/c)` over the
+    same :math:`N`.
+    """
+    w = width_sweep(records, alpha, step=step)
+    use = w["n_learned"].min(0) >= 1
+    measured = np.array([loglog_slope(w["n_params"][use], loss[use]) for loss in w["loss"]])
+    c = params_per_quantum(w["n_params"][use], w["n_learned"][:, use])
+    predicted = theory_slope(w["probs"], w["n_params"][use] / c)
+    return {"sweep": w, "use": use, "measured": measured, "c": c, "predicted": predicted}
+
+
+def data_exponent_fit(records: list[dict], alpha: float) -> dict:
+    """Measured and predicted data exponent of the data sweep at ``alpha``, per seed.
+
+    The fit runs from the first logged :math:`D` at which every seed has learned a quantum
+    to the end. For each seed, :func:`fit_learning_times` gives :math:`(D_0, \tau)` from the
+    times at which its subtasks were learned; the prediction is the slope of the exact tail
+    :math:`L(n(D))` with :math:`p_{n(D)} (D - D_0) = \tau` (:func:`n_learned_continuous`)
+    over the same :math:`D` -- the loss is never used to fit it.
+    """
+    d = data_sweep(records, alpha)
+    use = (d["n_learned"].min(0) >= 1) & (d["examples"] > 0)
+    D = d["examples"][use]
+    measured = np.array([loglog_slope(D, loss[use]) for loss in d["loss"]])
+    times = np.array([fit_learning_times(d["probs"], d["examples"], tl) for tl in d["task_loss"]])
+    predicted = np.array(
+        [
+            loglog_slope(D, tail_loss(d["probs"], n_learned_continuous(d["probs"], D, tau, d0)))
+            for d0, tau, _ in times
+        ]
+    )
+    return {
+        "sweep": d,
+        "use": use,
+        "measured": measured,
+        "D0": times[:, 0],
+        "tau": times[:, 1],
+        "rms": times[:, 2],
+        "predicted": predicted,
+    }
+
+
+# --------------------------------------------------------------------------- records
+
+
+def log_spaced_steps(first: int, last: int, n: int) -> list[int]:
+    """About ``n`` distinct integer steps spaced evenly in log from ``first`` to ``last``."""
+    return sorted({int(round(v)) for v in np.geomspace(first, last, n)})
+
+
+def quanta_records(config: dict) -> list[dict]:
+    """Every ensemble of a config ``{"defaults": {...}, "runs": [kwargs, ...]}``; a run's
+    ``log_at`` may be ``{"first", "last", "n"}`` (log-spaced steps). Each record gets the
+    run's ``sweep`` label ("width" or "data") and the wall time of its ensemble."""
+    records = []
+    for kwargs in config["runs"]:
+        kw = {**config.get("defaults", {}), **kwargs}
+        label = kw.pop("sweep")
+        if isinstance(kw.get("log_at"), dict):
+            kw["log_at"] = log_spaced_steps(**kw["log_at"])
+        t0 = time.time()
+        recs = train_quanta(**kw)
+        wall = time.time() - t0
+        for r in recs:
+            r["sweep"], r["ensemble_seconds"] = label, round(wall, 2)
+        records.extend(recs)
+        print(f"{label} alpha={kw['alpha']} widths={kw['widths']}: {wall:.1f} s", flush=True)
+    return records
+
+
+def load_records(name: str = "ch08_quanta") -> list[dict]:
+    """Read ``records/<name>.jsonl`` (one JSON object per line)."""
+    with open(RECORDS / f"{name}.jsonl") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def records_probs(record: dict) -> np.ndarray:
+    """The subtask frequencies of a record's data source."""
+    return zipf_frequencies(record["n_tasks"], record["alpha"])
+
+
+def main(argv=None) -> None:
+    """``python -m scalinglab.quanta CONFIG.json --out records.jsonl`` (1 thread, CPU)."""
+    from scalinglab.engine.sweep_config import records_main
+
+    records_main(quanta_records, main.__doc__, argv)
+
+
+if __name__ == "__main__":
+    main()
