@@ -124,6 +124,10 @@ UNDERSTANDING: dict[str, dict[str, str]] = {
         "test_predict": "predict, then run: grokking of a symmetric model",
         "test_length": "vary the answer length: later 'emergence' from the same loss",
     },
+    "08-many-skills": {
+        "test_predict": "predict, then run: when a memorising learner knows quantum 20",
+        "test_infer": "vary α: read the Zipf exponent back from a measured learning curve",
+    },
 }
 
 
