@@ -21,7 +21,11 @@ shared embedding :math:`E` with :math:`h = \\mathrm{ReLU}(E_a + E_b)`, then two 
 train/test accuracy and the weight norm; :func:`first_step_above` finds when an accuracy
 first passes a threshold; :func:`fourier_power` measures how much of the embedding lies on
 each frequency :math:`k` of the discrete Fourier transform over :math:`a \\in \\mathbb{Z}_p`
-(Nanda et al.'s "key frequencies").
+(Nanda et al.'s "key frequencies"). Logged during training (``fourier_every``), the
+purity and the number of :func:`switched_off` frequencies are progress measures: the
+purity grows through the memorisation plateau, long before the test accuracy moves.
+:func:`unordered_coverage` gives the effective training fraction of the symmetric model,
+which sets the grokking delay of the split controls.
 
 Belief-state geometry (Shai et al. 2024)
 ----------------------------------------
