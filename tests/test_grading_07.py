@@ -17,6 +17,15 @@ MEAN_P_POW_L = """def answer_metrics(probs):
 def predicted_exact_match(ce, L):
     return np.exp(-L * np.asarray(ce, dtype=np.float64))"""
 
+JENSEN_BOUND_AS_EXACT_MATCH = """def answer_metrics(probs):
+    probs = np.asarray(probs, dtype=np.float64)
+    # exp(-L * mean CE): exact for one answer, only a lower bound averaged over answers
+    return float(np.exp(probs.shape[1] * np.log(probs).mean())), float(probs.mean())
+
+
+def predicted_exact_match(ce, L):
+    return np.exp(-L * np.asarray(ce, dtype=np.float64))"""
+
 CALLS_THE_PACKAGE = """from scalinglab.emergence import answer_metrics as _package_metrics
 
 
@@ -108,6 +117,13 @@ def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
             "test_probe": 3,
             "test_length": 2,
         },
+    )
+
+
+@pytest.mark.slow
+def test_the_jensen_bound_is_not_the_expected_exact_match(course, tmp_path):
+    assert_mistakes_cost(
+        course, tmp_path, A, {"metrics": JENSEN_BOUND_AS_EXACT_MATCH}, {"test_metrics": 3}
     )
 
 
