@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -84,11 +84,14 @@ def columns(points: Iterable[Mapping], *keys: str) -> tuple[np.ndarray, ...]:
     return tuple(np.array([p[k] for p in points], dtype=np.float64) for k in keys)
 
 
-def fit_law(points: Iterable[Mapping], c_max: float | None = None) -> ChinchillaFit:
-    """Approach 3 on the points with ``C <= c_max`` (all when ``None``)."""
+def fit_law(
+    points: Iterable[Mapping], c_max: float | None = None, floor: float | None = None
+) -> ChinchillaFit:
+    """Approach 3 on the points with ``C <= c_max`` (all when ``None``); with ``floor``, the
+    floor is known and the power laws are fitted to the reducible loss."""
     pts = [p for p in points if c_max is None or p["C"] <= c_max * (1 + 1e-9)]
     N, D, L = columns(pts, "N", "D", "L")
-    return fit_chinchilla(N, D, L)
+    return fit_chinchilla(N, D, L, floor=floor)
 
 
 def mlp_dims(config: Mapping) -> tuple[int, int, int]:
@@ -170,6 +173,143 @@ def scores(predictions: Mapping[str, float], measured: float, floor: float) -> d
     return {k: float(log_reducible_error(v, measured, floor)) for k, v in predictions.items()}
 
 
+def fixed_lr_points(records: Iterable[Mapping], lr: float) -> list[dict]:
+    """The final points of the runs with one learning rate (no tuning per width)."""
+    return tuned_points(r for r in records if abs(r["lr"] - lr) < 1e-12)
+
+
+def variants(
+    sweep_records: Sequence[Mapping], control_records: Sequence[Mapping], floor: float
+) -> dict[str, tuple[ChinchillaFit, list[dict]]]:
+    """The fits the chapter compares, each ``(law, the points it was fitted to)``:
+
+    - ``"as the papers do it"``: tuned learning rate per point, every width, known floor;
+    - ``"floor fitted, not known"``: the same points, :math:`E` a free parameter;
+    - ``"narrow span of N"``: only the two largest widths (N spans 3.2x instead of 52x);
+    - ``"constant-lr checkpoints"``: intermediate checkpoints of one constant-learning-rate
+      run per width (best of two learning rates at each checkpoint), known floor;
+    - ``"one lr for every width"``: the small models' best learning rate, 0.03, for all.
+
+    All are limited to the compute of the main fit (:math:`C \le C_{\max}`)."""
+    pts = [p for p in tuned_points(sweep_records) if p["seed"] == 0]
+    c_max = max(p["C"] for p in pts)
+    widths = sorted({p["width"] for p in pts})
+    narrow = [p for p in pts if p["width"] in widths[-2:]]
+    ckpt = [p for p in tuned_points(control_records, final_only=False) if p["C"] <= c_max]
+    one_lr = [p for p in fixed_lr_points(sweep_records, 0.03) if p["seed"] == 0]
+    return {
+        "as the papers do it": (fit_law(pts, c_max, floor), pts),
+        "floor fitted, not known": (fit_law(pts, c_max), pts),
+        "narrow span of N": (fit_law(narrow, c_max, floor), narrow),
+        "constant-lr checkpoints": (fit_law(ckpt, c_max, floor), ckpt),
+        "one lr for every width": (fit_law(one_lr, c_max, floor), one_lr),
+    }
+
+
+def seed_spread(records: Iterable[Mapping], floor: float) -> dict[tuple, tuple[float, float]]:
+    """Mean and sample s.d. over seeds of the tuned reducible loss, per ``(width, D)``."""
+    by: dict[tuple, list[float]] = {}
+    for p in tuned_points(records):
+        by.setdefault((p["width"], p["D"]), []).append(p["L"] - floor)
+    return {k: (float(np.mean(v)), float(np.std(v, ddof=1))) for k, v in sorted(by.items())}
+
+
+def retrain_point(config: Mapping, width: int, n_train: int, lr: float, seed: int) -> float:
+    """Train one point of a chapter-4 sweep config again (same data, schedule and training
+    arguments) and return its final test loss."""
+    from scalinglab.engine.sweep import SweepGrid, run_sweep
+    from scalinglab.engine.sweep_config import load_dataset
+
+    data = load_dataset({**config["dataset"], "n_train": n_train})
+    grid = SweepGrid(
+        widths=[width],
+        n_train=[n_train],
+        epochs=1,
+        seeds=[seed],
+        depth=config["grid"]["depth"],
+        lrs=[lr],
+    )
+    recs = run_sweep(grid, data, device="cpu", **config["training"])
+    return float(next(r["test_loss"] for r in recs if r["final"]))
+
+
+REPEAT = "ch04_zipf_repeat"
+
+
+def repeat_runs(config: Mapping) -> list[dict]:
+    """Data-constrained runs (Muennighoff et al. 2023): one width trained for ``E`` epochs on
+    the first ``unique`` examples, each ``E`` its own run with its own cosine schedule.
+
+    ``config`` is a sweep config plus ``"repeat": {"width", "unique", "epochs", "lr"}``.
+    Returns the final records (as :mod:`scalinglab.engine.sweep`'s, with ``epochs``)."""
+    from scalinglab.engine.sweep import SweepGrid, iter_sweep
+    from scalinglab.engine.sweep_config import load_dataset
+
+    rep = config["repeat"]
+    data = load_dataset({**config["dataset"], "n_train": rep["unique"]})
+    out = []
+    for epochs in rep["epochs"]:
+        grid = SweepGrid(
+            widths=[rep["width"]],
+            n_train=[rep["unique"]],
+            epochs=epochs,
+            seeds=[0],
+            depth=config["grid"]["depth"],
+            lrs=[rep["lr"]],
+        )
+        for r in iter_sweep(grid, data, device="cpu", progress=False, **config["training"]):
+            if r["final"]:
+                out.append({**r, "epochs": epochs})
+    return out
+
+
+def effective_data(unique, repetitions, r_star):
+    """Muennighoff et al.'s effective data, :math:`D' = U + U R^* (1 - e^{-R/R^*})`, for
+    :math:`U` unique examples seen :math:`1 + R` times."""
+    return unique + unique * r_star * (1 - np.exp(-np.asarray(repetitions, float) / r_star))
+
+
+def effective_from_fresh(losses, fresh_D, fresh_L) -> np.ndarray:
+    """The fresh-data size that reaches each loss: :math:`\log D` interpolated linearly in
+    the loss along a fresh-data curve ``(fresh_D, fresh_L)`` (loss falling with D), clipped
+    to its range."""
+    order = np.argsort(fresh_L)
+    fl = np.asarray(fresh_L, float)[order]
+    fd = np.log(np.asarray(fresh_D, float)[order])
+    return np.exp(np.interp(np.asarray(losses, float), fl, fd))
+
+
+def fit_r_star(unique: float, repetitions, d_eff) -> float:
+    """Least-squares (in :math:`\log D'`) fit of Muennighoff et al.'s :math:`R^*` to measured
+    effective data sizes; runs with no repetition carry no information and are skipped."""
+    from scipy.optimize import minimize_scalar
+
+    R = np.asarray(repetitions, float)
+    d = np.asarray(d_eff, float)
+    keep = R > 0
+
+    def sse(log_r):
+        pred = effective_data(unique, R[keep], np.exp(log_r))
+        return float(np.sum((np.log(pred) - np.log(d[keep])) ** 2))
+
+    res = minimize_scalar(sse, bounds=(np.log(1e-3), np.log(1e4)), method="bounded")
+    return float(np.exp(res.x))
+
+
+def inference_optimal(law, loss: float, rho: float) -> tuple[float, float]:
+    """Sardana et al.'s allocation in closed form: the ``(N, D)`` reaching ``loss`` under
+    ``law`` at least total cost :math:`6ND + 2N D_{\rm inf}` with :math:`D_{\rm inf} = \rho D`.
+
+    Stationarity of the Lagrangian gives :math:`\alpha x / (\beta y) = 1 + \rho/3` for the
+    reducible terms :math:`x = A N^{-\alpha}`, :math:`y = B D^{-\beta}`, :math:`x + y = L - E`."""
+    red = float(loss) - law.E
+    if red <= 0:
+        raise ValueError("the target loss must lie above the floor")
+    y = red / (1 + law.beta / law.alpha * (1 + rho / 3))
+    x = red - y
+    return (law.A / x) ** (1 / law.alpha), (law.B / y) ** (1 / law.beta)
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything decided before the held-out run is trained."""
@@ -182,11 +322,21 @@ class Plan:
     baselines: dict
 
 
+def floors(config: Mapping) -> tuple[float, float]:
+    """``(exact floor, paired floor of the config's test set)`` of a zipf_lookup config."""
+    from scalinglab.data.zipf_lookup import zipf_lookup_dataset
+
+    spec = {k: v for k, v in config["dataset"].items() if k != "name"}
+    data = zipf_lookup_dataset(**{**spec, "n_train": 1})  # the test set does not depend on it
+    return data["floor"], data["paired_floor"]
+
+
 def plan_held_out(sweep_records: Iterable[Mapping], config: Mapping) -> Plan:
-    """Fit on the sweep, choose the held-out run and write down the predictions."""
+    """Fit on the sweep (the known floor, paired with the test set), choose the held-out
+    run and write down the predictions."""
     pts = [p for p in tuned_points(sweep_records) if p["seed"] == 0]
     c_max = max(p["C"] for p in pts)
-    law = fit_law(pts, c_max)
+    law = fit_law(pts, c_max, floor=floors(config)[1])
     budget = BUDGET_FACTOR * c_max
     run = choose_run(law, budget, *mlp_dims(config), batch=config["training"]["batch_size"])
     lr = lr_for_width(pts, run["N"])
@@ -234,12 +384,17 @@ def regenerate(records_dir: str | Path = RECORDS) -> None:
         cfg = load_config(RECORDS / f"{name}.config.json")
         run_config(cfg, records_dir / f"{name}.jsonl", device="cpu", progress=False, force=True)
         print(f"{name}: done after {time.time() - t0:.0f} s", flush=True)
+    rep_cfg = json.loads((RECORDS / f"{REPEAT}.config.json").read_text())
+    with open(records_dir / f"{REPEAT}.jsonl", "w") as f:
+        for r in repeat_runs(rep_cfg):
+            f.write(json.dumps(r) + "\n")
+    print(f"{REPEAT}: done after {time.time() - t0:.0f} s", flush=True)
     sweep_cfg = load_config(RECORDS / f"{SWEEP}.config.json")
     plan = plan_held_out(load_records(records_dir / f"{SWEEP}.jsonl"), sweep_cfg)
     cfg = held_out_config(plan, sweep_cfg)
+    # the plan (fit, choice, predictions) is written down before the run is trained
+    (records_dir / f"{HELD_OUT}.plan.json").write_text(json.dumps(cfg.pop("plan"), indent=2))
     (records_dir / f"{HELD_OUT}.config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    print(f"plan: {json.dumps(asdict(plan))}", flush=True)
-    cfg.pop("plan")
     run_config(cfg, records_dir / f"{HELD_OUT}.jsonl", device="cpu", progress=False, force=True)
     print(f"{HELD_OUT}: done after {time.time() - t0:.0f} s", flush=True)
 
