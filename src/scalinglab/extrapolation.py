@@ -181,7 +181,7 @@ def fixed_lr_points(records: Iterable[Mapping], lr: float) -> list[dict]:
 def variants(
     sweep_records: Sequence[Mapping], control_records: Sequence[Mapping], floor: float
 ) -> dict[str, tuple[ChinchillaFit, list[dict]]]:
-    """The fits the chapter compares, each ``(law, the points it was fitted to)``:
+    r"""The fits the chapter compares, each ``(law, the points it was fitted to)``:
 
     - ``"as the papers do it"``: tuned learning rate per point, every width, known floor;
     - ``"floor fitted, not known"``: the same points, :math:`E` a free parameter;
@@ -270,7 +270,7 @@ def effective_data(unique, repetitions, r_star):
 
 
 def effective_from_fresh(losses, fresh_D, fresh_L) -> np.ndarray:
-    """The fresh-data size that reaches each loss: :math:`\log D` interpolated linearly in
+    r"""The fresh-data size that reaches each loss: :math:`\log D` interpolated linearly in
     the loss along a fresh-data curve ``(fresh_D, fresh_L)`` (loss falling with D), clipped
     to its range."""
     order = np.argsort(fresh_L)
@@ -280,7 +280,7 @@ def effective_from_fresh(losses, fresh_D, fresh_L) -> np.ndarray:
 
 
 def fit_r_star(unique: float, repetitions, d_eff) -> float:
-    """Least-squares (in :math:`\log D'`) fit of Muennighoff et al.'s :math:`R^*` to measured
+    r"""Least-squares (in :math:`\log D'`) fit of Muennighoff et al.'s :math:`R^*` to measured
     effective data sizes; runs with no repetition carry no information and are skipped."""
     from scipy.optimize import minimize_scalar
 
@@ -297,7 +297,7 @@ def fit_r_star(unique: float, repetitions, d_eff) -> float:
 
 
 def inference_optimal(law, loss: float, rho: float) -> tuple[float, float]:
-    """Sardana et al.'s allocation in closed form: the ``(N, D)`` reaching ``loss`` under
+    r"""Sardana et al.'s allocation in closed form: the ``(N, D)`` reaching ``loss`` under
     ``law`` at least total cost :math:`6ND + 2N D_{\rm inf}` with :math:`D_{\rm inf} = \rho D`.
 
     Stationarity of the Lagrangian gives :math:`\alpha x / (\beta y) = 1 + \rho/3` for the

@@ -1,0 +1,133 @@
+"""Chapter 4's extrapolation machinery against independent references (scipy, enumeration,
+torch's FlopCounterMode), and the shipped records against what the page states."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import optimize, stats
+from torch.utils.flop_counter import FlopCounterMode
+
+from scalinglab import extrapolation as ex
+from scalinglab.data.zipf_lookup import ZipfLookup, zipf_lookup_dataset
+from scalinglab.engine.flops import mlp_train_flops_per_example
+from scalinglab.fitting import ChinchillaFit, compute_optimal, fit_chinchilla
+from scalinglab.models.mlp import MLP, mlp_param_count
+
+
+# ------------------------------------------------------------------ the source
+def test_zipf_lookup_floor_and_expected_loss_against_scipy():
+    src = ZipfLookup(n_facts=500, n_bits=12, n_classes=16, zipf_exponent=1.5, noise=0.2, seed=3)
+    q = src.answer_probs
+    assert src.floor == pytest.approx(stats.entropy(q))  # H(q) in nats
+    assert src.floor == pytest.approx(0.990337, abs=1e-6)  # the page's 0.990 for V=16, 20 %
+    # the Bayes predictor reaches the floor exactly; the uniform one log V
+    bayes = np.log(np.where(np.arange(16)[None, :] == src.targets[:, None], q[0], q[1]))
+    assert src.expected_loss(bayes) == pytest.approx(src.floor)
+    assert src.expected_loss(np.full((500, 16), -np.log(16))) == pytest.approx(np.log(16))
+    # storing the top n facts: reducible loss = (log V - E) * tail mass, by enumeration
+    logp = np.full((500, 16), -np.log(16))
+    logp[:40] = bayes[:40]
+    assert src.expected_loss(logp) - src.floor == pytest.approx(src.reducible_if_stored(40))
+    # frequencies are Zipf(1.5): p_1 / p_4 = 4^1.5
+    assert src.probs[0] / src.probs[3] == pytest.approx(8.0)
+    assert len({tuple(c) for c in src.codes}) == 500  # distinct codes
+
+
+def test_zipf_lookup_samples_follow_the_source_and_nest():
+    src = ZipfLookup(n_facts=50, n_bits=8, n_classes=4, noise=0.3, seed=1)
+    items, y = src.sample(200_000, np.random.default_rng(0))
+    freq = np.bincount(items, minlength=50) / items.size
+    assert np.abs(freq - src.probs).max() < 0.005  # ~4 s.e. of the largest frequency
+    hit = (y == src.targets[items]).mean()
+    assert hit == pytest.approx(1 - 0.3 + 0.3 / 4, abs=0.005)
+    # the paired floor is the Bayes predictor's mean loss on those samples
+    assert src.bayes_log_loss(items, y).mean() == pytest.approx(src.floor, abs=0.01)
+    small = zipf_lookup_dataset(100, 50, n_facts=64, n_bits=8, seed=2)
+    big = zipf_lookup_dataset(300, 50, n_facts=64, n_bits=8, seed=2)
+    assert np.array_equal(small["x_train"], big["x_train"][:100])  # nested training sets
+    assert np.array_equal(small["y_test"], big["y_test"])  # test set independent of n_train
+
+
+def test_mlp_flops_are_six_n_per_example_and_match_flop_counter():
+    """C = flops_per_example * D with flops_per_example ~ 6N, checked by FlopCounterMode."""
+    in_dim, width, depth, out = 24, 64, 2, 16
+    net = MLP(in_dim, width, depth, out, seed=0)
+    x = torch.randn(32, in_dim)
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(net(x), torch.zeros(32, dtype=torch.long)).backward()
+    per_example = mlp_train_flops_per_example(in_dim, width, depth, out)
+    # the input layer needs no input gradient: 6N minus 2 x (its weights), biases aside
+    assert counter.get_total_flops() / 32 == pytest.approx(per_example, rel=0.02)
+    n = mlp_param_count(in_dim, width, depth, out)
+    assert 5.0 < per_example / n < 6.0
+
+
+# ------------------------------------------------------------------ the fits
+def test_fit_with_known_floor_recovers_the_law_and_matches_scipy():
+    rng = np.random.default_rng(0)
+    N = np.repeat(np.geomspace(400, 20000, 6), 6)
+    D = np.tile(np.geomspace(4096, 2**20, 6), 6)
+    true = ChinchillaFit(E=0.98, A=60.0, B=12.0, alpha=0.6, beta=0.35)
+    L = true(N, D) * np.exp(rng.normal(0, 0.002, N.size))
+    fit = fit_chinchilla(N, D, L, floor=0.98)
+    assert fit.E == 0.98
+    assert fit.alpha == pytest.approx(0.6, abs=0.03) and fit.beta == pytest.approx(0.35, abs=0.02)
+
+    def resid(theta):  # least squares in log space: a different loss, nearly the same optimum
+        a, b, al, be = theta
+        return np.log(np.exp(a - al * np.log(N)) + np.exp(b - be * np.log(D))) - np.log(L - 0.98)
+
+    ref = optimize.least_squares(resid, [4.0, 2.5, 0.5, 0.3]).x
+    assert fit.alpha == pytest.approx(ref[2], abs=0.01) and fit.beta == pytest.approx(
+        ref[3], abs=0.01
+    )
+    with pytest.raises(ValueError):
+        fit_chinchilla(N, D, L, floor=float(L.min()))
+
+
+def test_inference_optimal_matches_numerical_minimisation():
+    law = ChinchillaFit(E=1.0, A=80.0, B=15.0, alpha=0.7, beta=0.4)
+    target = 1.1
+    for rho in (0.0, 2.0, 50.0):
+        n, d = ex.inference_optimal(law, target, rho)
+        assert law(n, d) == pytest.approx(target)
+
+        def cost(log_n, rho=rho, d_fixed=d):  # D from the constraint; D_inf = rho * d fixed
+            nn = np.exp(log_n)
+            y = target - law.E - law.A * nn**-law.alpha
+            dd = (law.B / y) ** (1 / law.beta)
+            return 6 * nn * dd + 2 * nn * rho * d_fixed
+
+        lo = np.log((law.A / (target - law.E)) ** (1 / law.alpha)) + 1e-6
+        res = optimize.minimize_scalar(
+            cost, bounds=(lo, lo + 10), method="bounded", options={"xatol": 1e-10}
+        )
+        assert np.exp(res.x) == pytest.approx(n, rel=1e-3)
+    # no inference: Chinchilla's split, the compute-optimal point of the same loss
+    n0, d0 = ex.inference_optimal(law, target, 0.0)
+    n_c, d_c = compute_optimal(6 * n0 * d0, law)
+    assert n0 == pytest.approx(n_c, rel=1e-6) and d0 == pytest.approx(d_c, rel=1e-6)
+    n100, d100 = ex.inference_optimal(law, target, 100.0)
+    assert n100 < n0 and d100 > d0  # smaller model, more data
+
+
+def test_effective_data_and_r_star_round_trip():
+    U, R = 1000.0, np.array([0, 1, 3, 7, 15, 31])
+    d = ex.effective_data(U, R, 5.0)
+    assert d[0] == U and d[1] == pytest.approx(U + 5 * U * (1 - np.exp(-0.2)))
+    assert ex.fit_r_star(U, R, d) == pytest.approx(5.0, rel=1e-3)
+    fresh_D = np.array([1e3, 1e4, 1e5])
+    fresh_L = np.array([2.0, 1.5, 1.0])
+    assert ex.effective_from_fresh([1.25], fresh_D, fresh_L)[0] == pytest.approx(10**4.5)
+
+
+def test_choose_run_minimises_the_law_at_fixed_compute():
+    law = ChinchillaFit(E=1.0, A=80.0, B=15.0, alpha=0.7, beta=0.4)
+    run = ex.choose_run(law, 3e11, 24, 2, 16)
+    assert run["width"] % 8 == 0 and run["C"] == pytest.approx(3e11, rel=0.01)
+    per = mlp_train_flops_per_example(24, run["width"], 2, 16)
+    for w in (run["width"] - 8, run["width"] + 8):  # neighbours at the same compute do worse
+        n = mlp_param_count(24, w, 2, 16)
+        assert law(n, 3e11 / mlp_train_flops_per_example(24, w, 2, 16)) > law(run["N"], 3e11 / per)
