@@ -131,3 +131,83 @@ def test_choose_run_minimises_the_law_at_fixed_compute():
     for w in (run["width"] - 8, run["width"] + 8):  # neighbours at the same compute do worse
         n = mlp_param_count(24, w, 2, 16)
         assert law(n, 3e11 / mlp_train_flops_per_example(24, w, 2, 16)) > law(run["N"], 3e11 / per)
+
+
+# ------------------------------------------------------------------ the shipped records
+def _shipped():
+    import json
+    from importlib.resources import files
+
+    from scalinglab.engine.sweep_config import load_records
+
+    folder = files("scalinglab") / "records"
+
+    def cfg(name):
+        return json.loads((folder / f"{name}.config.json").read_text())
+
+    def rec(name):
+        return load_records(folder / f"{name}.jsonl")
+
+    return folder, cfg, rec
+
+
+def test_sweep_records_are_the_configs_grid_each_point_its_own_cosine_run():
+    _, cfg, rec = _shipped()
+    config, records = cfg(ex.SWEEP), rec(ex.SWEEP)
+    grid, batch = config["grid"], config["training"]["batch_size"]
+    expected = {
+        (w, n, lr)
+        for w in grid["widths"]
+        for n in grid["n_train"]
+        for lr in grid["lrs"]
+        if n * mlp_train_flops_per_example(24, w, grid["depth"], 16) <= grid["max_flops"]
+    }
+    finals = [r for r in records if r["final"]]
+    assert {(r["width"], r["n_train"], r["lr"]) for r in finals} == expected
+    assert len(finals) == len(expected)
+    for r in finals:  # one epoch, its own schedule to its own end
+        assert r["steps"] == r["n_train"] // batch and r["examples_seen"] == r["n_train"]
+        assert r["schedule"] == "cosine" and r["warmup"] == max(1, round(0.05 * r["steps"]))
+    pts = ex.tuned_points(records)
+    Ns, Ds, Cs = (np.array([p[k] for p in pts], float) for k in ("N", "D", "C"))
+    assert Ns.max() / Ns.min() > 30 and Ds.max() / Ds.min() >= 100  # the page's ranges
+    assert Cs.max() / Cs.min() > 1000
+
+
+def test_shipped_plan_is_reproduced_from_the_sweep_and_the_held_out_run_follows_it():
+    folder, cfg, rec = _shipped()
+    import json
+
+    shipped = json.loads((folder / f"{ex.HELD_OUT}.plan.json").read_text())
+    plan = ex.plan_held_out(rec(ex.SWEEP), cfg(ex.SWEEP))
+    for k in ("E", "A", "B", "alpha", "beta"):
+        assert plan.law[k] == pytest.approx(shipped["law"][k], rel=1e-6)
+    assert plan.run == shipped["run"]
+    assert plan.budget == pytest.approx(32 * plan.c_max) and plan.budget >= 30 * plan.c_max
+    held_cfg = cfg(ex.HELD_OUT)
+    assert held_cfg["grid"]["widths"] == [plan.run["width"]]
+    assert held_cfg["grid"]["n_train"] == [plan.run["D"]]
+    assert held_cfg["grid"]["lrs"] == [round(plan.lr["lr"], 6)]
+    held = [r for r in rec(ex.HELD_OUT) if r["final"]]
+    assert len(held) == 1 and held[0]["examples_seen"] == plan.run["D"]
+    assert held[0]["flops"] == pytest.approx(plan.run["C"])
+
+
+def test_seed_spread_and_the_pages_live_retrain():
+    _, cfg, rec = _shipped()
+    config = cfg(ex.SWEEP)
+    _, pair = ex.floors(config)
+    spread = ex.seed_spread(rec(ex.SEEDS), pair)
+    assert set(spread) == {(16, 2**14), (16, 2**17), (64, 2**14), (64, 2**17)}
+    for m, s in spread.values():
+        assert 0 < s < 0.1 * m  # the page: a few percent of the reducible loss
+    live = ex.retrain_point(config, width=16, n_train=2**14, lr=0.03, seed=1) - pair
+    m, s = spread[(16, 2**14)]
+    assert abs(live - m) < 3 * s  # within the seed spread (3 s.d. of 3 seeds)
+    # and it is the shipped seed-1 run at that learning rate, up to float rounding
+    shipped = next(
+        r["test_loss"]
+        for r in rec(ex.SEEDS)
+        if r["final"] and (r["width"], r["n_train"], r["seed"], r["lr"]) == (16, 2**14, 1, 0.03)
+    )
+    assert live + pair == pytest.approx(shipped, abs=2e-3)
