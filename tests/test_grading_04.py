@@ -30,7 +30,7 @@ FLOOR_FITTED = """def predict_loss(points, n_params, examples_seen, floor):
 
 
 # Part 5: "no further gain" -- trusting that the best fitted run is as good as it gets.
-NO_FURTHER_GAIN = 'best_predictor = "no further gain"\nlaw_vs_measured = "@@LAWVS@@"'
+NO_FURTHER_GAIN = 'best_predictor = "no further gain"\nlaw_vs_measured = "below"'
 
 # Part 6: the sign of the exponent flipped, and the trends with it.
 FLIPPED_RATIO = """def tokens_per_param_exponent(alpha, beta):

@@ -206,6 +206,15 @@ def variants(
     }
 
 
+def residual_drift(points: Iterable[Mapping], law, width: int) -> list[tuple[int, float]]:
+    """``(D, log((law - E)/(L - E)))`` along one width's tuned points, by increasing D: how the
+    fit's error on the reducible loss moves as that width sees more data."""
+    ps = sorted((p for p in points if p["width"] == width), key=lambda p: p["D"])
+    return [
+        (int(p["D"]), float(log_reducible_error(law(p["N"], p["D"]), p["L"], law.E))) for p in ps
+    ]
+
+
 def seed_spread(records: Iterable[Mapping], floor: float) -> dict[tuple, tuple[float, float]]:
     """Mean and sample s.d. over seeds of the tuned reducible loss, per ``(width, D)``."""
     by: dict[tuple, list[float]] = {}
