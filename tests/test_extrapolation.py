@@ -211,3 +211,103 @@ def test_seed_spread_and_the_pages_live_retrain():
         if r["final"] and (r["width"], r["n_train"], r["seed"], r["lr"]) == (16, 2**14, 1, 0.03)
     )
     assert live + pair == pytest.approx(shipped, abs=2e-3)
+
+
+def test_the_pages_numbers_from_the_shipped_records():
+    """Every number the page states about the sweep, the prediction and the failures."""
+    folder, cfg, rec = _shipped()
+    import json
+
+    config = cfg(ex.SWEEP)
+    exact, pair = ex.floors(config)
+    assert exact == pytest.approx(0.9903, abs=5e-5) and pair == pytest.approx(0.9828, abs=5e-5)
+    pts = [p for p in ex.tuned_points(rec(ex.SWEEP)) if p["seed"] == 0]
+    c_max = max(p["C"] for p in pts)
+    law = ex.fit_law(pts, c_max, pair)
+    # exponents: beta near the quantization model's 1/3, alpha steeper than its 0.5
+    assert law.alpha == pytest.approx(0.687, abs=0.005) and law.beta == pytest.approx(
+        0.384, abs=0.005
+    )
+    plan = json.loads((folder / f"{ex.HELD_OUT}.plan.json").read_text())
+    held = next(r for r in rec(ex.HELD_OUT) if r["final"])
+    w128_max_d = max(p["D"] for p in pts if p["width"] == 128)
+    assert plan["run"]["D"] / w128_max_d == pytest.approx(38.4, abs=0.1)  # "38 times"
+    preds = {
+        "law": plan["baselines"]["Chinchilla law (approach 3)"],
+        "copy": plan["baselines"]["no further gain"],
+        "kaplan": plan["baselines"]["power law in C, no floor"],
+    }
+    err = ex.scores(preds, held["test_loss"], pair)
+    # the measured outcome (deterministic records; the seed spread of a reducible loss this
+    # size is ~1 %, i.e. +-0.01 in these log errors, far inside the statements below)
+    assert err["law"] == pytest.approx(-0.207, abs=0.005)  # the miss: |0.21| > the 0.15 target
+    assert abs(err["law"]) > 0.15
+    assert err["copy"] == pytest.approx(0.669, abs=0.005)  # copying: a factor ~2 too high
+    assert preds["kaplan"] < pair  # the floorless law predicts below the floor
+    assert abs(err["law"]) / abs(err["copy"]) == pytest.approx(0.31, abs=0.01)  # < 1/3
+    drift = ex.residual_drift(pts, law, 128)
+    slope, icpt = np.polyfit(np.log([d for d, _ in drift]), [r for _, r in drift], 1)
+    at_held = icpt + slope * np.log(plan["run"]["D"])
+    assert at_held == pytest.approx(-0.15, abs=0.01)  # "three quarters of the miss"
+    assert 0.7 < at_held / err["law"] < 0.8
+    # the failures, side by side
+    fits = ex.variants(rec(ex.SWEEP), rec(ex.CONTROLS), pair)
+    fe = {
+        k: float(
+            ex.scores({k: lw(held["n_params"], held["examples_seen"])}, held["test_loss"], pair)[k]
+        )
+        for k, (lw, _) in fits.items()
+    }
+    assert fe["as the papers do it"] == pytest.approx(err["law"], abs=1e-6)
+    assert fe["floor fitted, not known"] == pytest.approx(-0.673, abs=0.01)
+    assert fits["floor fitted, not known"][0].E == pytest.approx(0.964, abs=0.001)
+    assert fe["narrow span of N"] == pytest.approx(-0.369, abs=0.01)
+    assert fits["narrow span of N"][0].alpha > 10  # the N term not identified
+    assert abs(fe["constant-lr checkpoints"]) < abs(fe["as the papers do it"])  # did not hurt here
+    assert abs(fe["one lr for every width"]) < abs(fe["as the papers do it"])
+    for k in ("constant-lr checkpoints", "one lr for every width"):
+        assert fits[k][0].beta == pytest.approx(0.33, abs=0.005)  # flatter beta: compensation
+    # approach 2 agrees with approach 3 within 10 % at the held-out budget
+    from scalinglab.fitting import isoflop_profiles
+
+    as_rec = [{"flops": p["C"], "test_loss": p["L"], "n_params": p["N"]} for p in pts]
+    prof = [
+        p
+        for p in isoflop_profiles(as_rec, np.logspace(8, 10, 9))
+        if 0 < np.argmin(p["L"]) < len(p["L"]) - 1
+    ]
+    coef = np.polyfit(np.log([p["budget"] for p in prof]), np.log([p["N_opt"] for p in prof]), 1)
+    assert coef[0] == pytest.approx(0.33, abs=0.01)
+    assert abs(np.exp(np.polyval(coef, np.log(plan["budget"]))) / plan["run"]["N"] - 1) < 0.1
+
+
+def test_repeated_data_and_inference_numbers_of_the_page():
+    folder, cfg, rec = _shipped()
+    exact, pair = ex.floors(cfg(ex.SWEEP))
+    rep = sorted(rec(ex.REPEAT), key=lambda r: r["epochs"])
+    rcfg = cfg(ex.REPEAT)["repeat"]
+    pts = [p for p in ex.tuned_points(rec(ex.SWEEP)) if p["seed"] == 0]
+    fresh = sorted((p for p in pts if p["width"] == rcfg["width"]), key=lambda p: p["D"])
+    fD = [p["D"] for p in fresh]
+    fL = [p["losses"][rcfg["lr"]] for p in fresh]
+    d_eff = ex.effective_from_fresh([r["test_loss"] for r in rep], fD, fL)
+    memorised = np.array([r["train_loss"] < exact for r in rep])
+    assert list(memorised) == [False, False, False, False, True]  # 16 epochs memorise noise
+    assert d_eff[1] / rcfg["unique"] == pytest.approx(1.86, abs=0.01)  # 2 epochs ~ fresh
+    assert rep[-1]["test_loss"] > rep[-2]["test_loss"]  # and then the test loss rises
+    R = np.array([r["epochs"] - 1 for r in rep], float)
+    assert ex.fit_r_star(rcfg["unique"], R[~memorised], d_eff[~memorised]) == pytest.approx(
+        2.66, abs=0.01
+    )
+    law = ex.fit_law(pts, None, pair)
+    import json
+
+    plan = json.loads((folder / f"{ex.HELD_OUT}.plan.json").read_text())
+    target = float(law(plan["run"]["N"], plan["run"]["D"]))
+    n0, d0 = ex.inference_optimal(law, target, 0.0)
+    n10, d10 = ex.inference_optimal(law, target, 10.0)
+    assert n10 / n0 == pytest.approx(0.37, abs=0.01) and d10 / d0 == pytest.approx(7.7, abs=0.1)
+    # GPT-3: 6ND in PF-days against Brown et al.'s 3,640 (Table D.1)
+    from scalinglab.scaling_laws import PF_DAY
+
+    assert 6 * 175e9 * 300e9 / PF_DAY == pytest.approx(3640, rel=0.01)
