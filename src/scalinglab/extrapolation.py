@@ -408,7 +408,13 @@ def regenerate(records_dir: str | Path = RECORDS) -> None:
     print(f"{HELD_OUT}: done after {time.time() - t0:.0f} s", flush=True)
 
 
-if __name__ == "__main__":  # pragma: no cover - the shipped records' one command
-    if len(sys.argv) < 2 or sys.argv[1] != "regenerate":
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m scalinglab.extrapolation regenerate [RECORDS_DIR]``: the one command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] != "regenerate":
         sys.exit("usage: python -m scalinglab.extrapolation regenerate [RECORDS_DIR]")
-    regenerate(sys.argv[2] if len(sys.argv) > 2 else RECORDS)
+    regenerate(argv[1] if len(argv) > 1 else RECORDS)
+
+
+if __name__ == "__main__":  # pragma: no cover - the shipped records' one command
+    main()
