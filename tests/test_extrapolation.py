@@ -345,3 +345,22 @@ def test_the_held_out_learning_rate_diagnostic():
         lrs = [p["lr"] for p in sorted(pts, key=lambda p: p["D"]) if p["width"] == w]
         assert lrs == sorted(lrs, reverse=True) and lrs[-1] == 0.01  # falls with D
     assert [p["lr"] for p in pts if p["width"] == 8][0] == 0.1
+
+
+def test_no_run_comes_near_storing_all_facts():
+    """The page: facts beyond rank 5,000 carry < 1 % of the probability, and the best run's
+    reducible loss is that of an ideal store of fewer than 1,000 facts."""
+    folder, cfg, rec = _shipped()
+    config = cfg(ex.SWEEP)
+    ds = config["dataset"]
+    keys = ("n_facts", "n_bits", "n_classes", "zipf_exponent", "noise")
+    src = ZipfLookup(**{k: ds[k] for k in keys}, seed=ds["source_seed"])
+    assert src.probs[5000:].sum() < 0.01
+    _, pair = ex.floors(config)
+    best = min(
+        r["test_loss"]
+        for name in (ex.SWEEP, ex.HELD_OUT, "ch04_zipf_heldout_lr")
+        for r in rec(name)
+        if r["final"]
+    )
+    assert best - pair > src.reducible_if_stored(1000)
