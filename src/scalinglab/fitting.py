@@ -323,8 +323,13 @@ def fit_chinchilla(
     *,
     delta: float = HUBER_DELTA,
     starts=None,
+    floor: float | None = None,
 ) -> ChinchillaFit:
     """Fit :math:`L = E + A N^{-\\alpha} + B D^{-\\beta}` as in Hoffmann et al. (2022).
+
+    With ``floor`` given, :math:`E` is not fitted but fixed to it, and the two power laws
+    are fitted to the reducible loss :math:`L - E` (same Huber loss on log residuals,
+    ``starts`` then without the ``log E`` column): for a source whose floor is known.
 
     Parameters
     ----------
@@ -349,6 +354,24 @@ def fit_chinchilla(
     L = _check_positive("L", L)
     if not (N.shape == D.shape == L.shape):
         raise ValueError("N, D and L must have the same length")
+    if floor is not None:
+        R = L - float(floor)
+        if np.any(R <= 0):
+            raise ValueError("with a known floor every loss must lie above it")
+        if starts is None:
+            starts = chinchilla_starts(N, D, R + R.min())[9:18, 1:]  # E = R.min(): dropped
+        starts = np.atleast_2d(np.asarray(starts, dtype=np.float64))
+        res = _multistart(np.log(np.vstack([N, D])), np.log(R), starts, delta, False)
+        a, b, alpha, beta = res.x
+        return ChinchillaFit(
+            E=float(floor),
+            A=float(np.exp(a)),
+            B=float(np.exp(b)),
+            alpha=float(alpha),
+            beta=float(beta),
+            objective=float(res.fun),
+            n_starts=len(starts),
+        )
     if starts is None:
         starts = chinchilla_starts(N, D, L)
     starts = np.atleast_2d(np.asarray(starts, dtype=np.float64))

@@ -25,7 +25,7 @@ DESCRIPTION = """\
 Train a grid of MLPs described by a JSON config and append one JSON record per model
 per logged step to OUT (JSON lines), group by group, so an interrupted run keeps what it
 finished. The config format is described in the scalinglab.engine.sweep_config module:
-a "dataset" (mnist1d, digits, teacher_student, modular or markov and its arguments),
+a "dataset" (mnist1d, digits, teacher_student, modular, markov or zipf_lookup and its arguments),
 a "grid" (widths, n_train, steps, seeds, depth) and "training" (lr, optimizer, ...)."""
 
 EPILOG = """\

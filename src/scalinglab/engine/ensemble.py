@@ -59,6 +59,7 @@ from scalinglab.engine.training import (
     BatchSchedule,
     logged_steps,
     loss_and_error,
+    lr_factor,
     prepare,
     take,
 )
@@ -223,12 +224,20 @@ class StackedAdamW:
         decay = (1 - lr * weight_decay).float().to(self.device)
         self._decay = [decay.view(_broadcast_shape(p)) for p in self.params]
         self.betas, self.eps, self.t = betas, eps, 0
+        self.scale = 1.0
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+    def set_scale(self, scale: float) -> None:
+        """Multiply every member's learning rate by ``scale`` (a schedule's factor) from the
+        next step on; as ``LambdaLR``, the decay and the step use ``lr * scale``."""
+        self.scale = float(scale)
+        decay = (1 - self.lr * self.scale * self.weight_decay).float().to(self.device)
+        self._decay = [decay.view(_broadcast_shape(p)) for p in self.params]
 
     @torch.no_grad()
     def step(self) -> None:
@@ -245,7 +254,7 @@ class StackedAdamW:
         torch._foreach_add_(denom, self.eps)
         # As torch.optim.AdamW: step size lr / (1 - beta1^t) in double precision, rounded
         # once to float32, times m / denom (the order matters for matching it bit-closely).
-        step = (self.lr / bc1).float().to(self.device)
+        step = (self.lr * self.scale / bc1).float().to(self.device)
         update = torch._foreach_div(self.exp_avg, denom)
         torch._foreach_mul_(update, [step.view(_broadcast_shape(p)) for p in self.params])
         torch._foreach_sub_(self.params, update)
@@ -281,6 +290,12 @@ class StackedSGD:
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+    def set_scale(self, scale: float) -> None:
+        """Multiply every member's learning rate by ``scale`` from the next step on."""
+        device = self.params[0].device
+        lr = (self.lr * float(scale)).float().to(device)
+        self._lr = [lr.view(_broadcast_shape(p)) for p in self.params]
 
     @torch.no_grad()
     def step(self) -> None:
@@ -339,8 +354,14 @@ def train_ensemble(
     batch_seeds: Sequence[int] | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
+    schedule: str = "constant",
+    warmup: int = 0,
 ) -> dict[str, np.ndarray | list]:
     """Train every member of ``ensemble`` on the same data set, in one batched loop.
+
+    ``schedule`` / ``warmup``: the learning rate of update ``s`` is ``lr`` times
+    :func:`~scalinglab.engine.training.lr_factor` ``(s, steps, schedule, warmup)``, so a
+    cosine schedule ends with this run (as ``fit`` with the same arguments).
 
     ``lr`` and ``weight_decay`` are scalars or one value per member. Member ``m`` draws its
     mini-batches from a :class:`~scalinglab.engine.training.BatchSchedule` seeded with
@@ -369,6 +390,7 @@ def train_ensemble(
     schedules = [BatchSchedule(len(x_tr), batch_size, s) for s in seeds]
     batches = StackedBatches(schedules)
     log_set = set(logged_steps(steps, log_every, log_at))
+    lr_factor(0, steps, schedule, warmup)  # check the schedule's arguments
 
     keys = ("train_loss", "test_loss", "train_error", "test_error")
     history: dict[str, list] = {k: [] for k in ("step", *keys)}
@@ -398,6 +420,8 @@ def train_ensemble(
             losses, _ = loss_and_error(task, ensemble(xb), yb, with_error=False)
         opt.zero_grad()
         losses.sum().backward()  # members are independent: each gets its own gradient
+        if schedule != "constant" or warmup:
+            opt.set_scale(lr_factor(step, steps, schedule, warmup))
         opt.step()
 
     out: dict[str, np.ndarray | list] = {k: np.stack(history[k]) for k in keys}

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scalinglab.engine.flops import mlp_forward_flops, mlp_train_flops_per_example
-from scalinglab.engine.sweep import SweepGrid, _dims, iter_sweep, model_id, plan_groups
+from scalinglab.engine.sweep import SweepGrid, _dims, iter_sweep, model_id, plan_groups, run_steps
 from scalinglab.engine.sweep_config import load_records
 from scalinglab.engine.training import logged_steps
 
@@ -165,20 +165,27 @@ def plan_shards(
     kw = {**_SWEEP_DEFAULTS, **training}
     in_dim, out_dim = _dims(dataset, task)
     n_test = len(dataset["x_test"])
-    n_logged = len(logged_steps(grid.max_steps, kw["log_every"], grid.steps))
+
+    def per_example(width: int) -> float:  # as iter_sweep: the same points left out
+        return mlp_train_flops_per_example(in_dim, width, grid.depth, out_dim)
+
     groups = []
-    for members in plan_groups(grid, kw["lr"], kw["weight_decay"], kw["max_models_per_group"]):
+    for members in plan_groups(
+        grid, kw["lr"], kw["weight_decay"], kw["max_models_per_group"], (), per_example
+    ):
         ids = tuple(model_id({**p, "depth": grid.depth}) for p in members)
+        n_train = members[0]["n_train"]
+        steps, log_at = run_steps(grid, n_train, kw["batch_size"])
         cost = group_flops(
             [p["width"] for p in members],
             grid.depth,
             in_dim,
             out_dim,
-            members[0]["n_train"],
+            n_train,
             n_test,
-            grid.max_steps,
+            steps,
             kw["batch_size"],
-            n_logged,
+            len(logged_steps(steps, kw["log_every"], log_at)),
         )
         groups.append(Group(ids, cost))
     shards = longest_first([g.flops for g in groups], n_shards)

@@ -35,10 +35,18 @@ just works). Keys:
 ``train_error``    classification error, or fraction of variance unexplained (regression)
 ``test_error``     same on the test set
 ``final``          ``True`` for the model's last record (``steps == max(grid.steps)``)
+``schedule``       learning-rate schedule (``"constant"`` or ``"cosine"``, see
+                   :func:`scalinglab.engine.training.lr_factor`) and ``warmup`` its warmup steps
 ``device``         what trained it: ``"cpu"``, ``"mps"`` or ``"cuda:<GPU model>"`` (bf16
                    autocast), see :func:`scalinglab.engine.device.device_label`. Records made
                    before this key was added (the shipped ones, all made on the CPU) lack it.
 =================  ============================================================================
+
+One epoch per run (``grid.epochs``): instead of a shared step budget, every model trains
+for ``epochs * n_train / batch_size`` steps, with its schedule ending at its own end. This
+is how a scaling-law sweep is done (Hoffmann et al. 2022): every (N, D) point is the end of
+its own run, not an intermediate checkpoint of a longer one. ``grid.max_flops`` leaves out
+the points whose training compute would exceed it.
 
 Logged steps: 0, every ``log_every`` steps, every value of ``grid.steps`` and the last one.
 Training with a constant learning rate to ``max(steps)`` and logging on the way gives the
@@ -82,6 +90,8 @@ RECORD_KEYS = (
     "train_error",
     "test_error",
     "final",
+    "schedule",
+    "warmup",
 )
 #: Keys of every record this version writes beyond :data:`RECORD_KEYS`; older records
 #: (the shipped ones among them) lack them.
@@ -116,16 +126,22 @@ class SweepGrid:
 
     widths: Sequence[int]
     n_train: Sequence[int]
-    steps: int | Sequence[int]
+    steps: int | Sequence[int] = 0
     seeds: Sequence[int] = (0,)
     depth: int = 1
     lrs: Sequence[float] | None = None
     weight_decays: Sequence[float] | None = None
+    epochs: float | None = None
+    max_flops: float | None = None
 
     def __post_init__(self) -> None:
         self.widths = _as_list("widths", self.widths, 1)
         self.n_train = _as_list("n_train", self.n_train, 1)
         self.steps = sorted(set(_as_list("steps", self.steps, 0)))
+        if self.epochs is not None and not self.epochs > 0:
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        if self.max_flops is not None and not self.max_flops > 0:
+            raise ValueError(f"max_flops must be > 0, got {self.max_flops}")
         self.seeds = _as_list("seeds", self.seeds, 0)
         self.depth = check_positive_int("depth", self.depth)
         self.lrs = _as_float_list("lrs", self.lrs)
@@ -155,16 +171,31 @@ def width_bucket(width: int, min_width: int = 64) -> int:
     return math.ceil(math.log2(max(width, min_width)))
 
 
+def run_steps(grid: SweepGrid, n_train: int, batch_size: int | None) -> tuple[int, list[int]]:
+    """Steps of a run on ``n_train`` examples and the ``grid.steps`` values logged on the way.
+
+    With ``grid.epochs`` every run takes ``epochs * n_train / batch_size`` steps, its schedule
+    ending at its own end; without, every run takes ``max(grid.steps)``.
+    """
+    if grid.epochs is None:
+        return grid.max_steps, list(grid.steps)
+    steps = max(1, round(grid.epochs * n_train / (batch_size or n_train)))
+    return steps, [s for s in grid.steps if s <= steps]  # checkpoints on the way
+
+
 def plan_groups(
     grid: SweepGrid,
     lr: float,
     weight_decay: float,
     max_models: int = 64,
     skip: Collection[tuple] = (),
+    flops_per_example=None,
 ) -> list[list[dict]]:
     """Split the grid into groups trainable as one ensemble (same ``n_train``, width bucket).
 
-    Models whose :func:`model_id` is in ``skip`` (e.g. finished in an earlier run) are left out.
+    Models whose :func:`model_id` is in ``skip`` (e.g. finished in an earlier run) are left out;
+    with ``grid.max_flops`` and ``grid.epochs``, so are those whose training compute
+    ``epochs * n_train * flops_per_example(width)`` exceeds it.
     """
     lrs = grid.lrs or [float(lr)]
     wds = grid.weight_decays or [float(weight_decay)]
@@ -173,6 +204,9 @@ def plan_groups(
         point = {"n_train": n, "width": w, "seed": s, "lr": a, "weight_decay": d}
         if model_id({**point, "depth": grid.depth}) in skip:
             continue
+        if grid.max_flops and grid.epochs and flops_per_example is not None:
+            if grid.epochs * n * flops_per_example(w) > grid.max_flops:
+                continue
         groups.setdefault((n, width_bucket(w)), []).append(point)
     out = []
     for key in sorted(groups):
@@ -214,10 +248,14 @@ def iter_sweep(
     progress: bool | None = None,
     max_models_per_group: int = 64,
     skip: Collection[tuple] = (),
+    schedule: str = "constant",
+    warmup_fraction: float = 0.0,
 ) -> Iterator[dict]:
     """Like :func:`run_sweep` but yields records group by group (for incremental writing).
 
     ``skip``: :func:`model_id` tuples of models not to train (to resume a sweep).
+    ``schedule`` / ``warmup_fraction``: each run's learning-rate schedule over its own steps,
+    with ``round(warmup_fraction * steps)`` (at least 1 if the fraction is > 0) warmup steps.
     """
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
@@ -233,7 +271,10 @@ def iter_sweep(
     device = get_device() if device is None else torch.device(device)
     label = device_label(device)
 
-    groups = plan_groups(grid, lr, weight_decay, max_models_per_group, set(skip))
+    def per_example(width: int) -> float:
+        return mlp_train_flops_per_example(in_dim, width, grid.depth, out_dim)
+
+    groups = plan_groups(grid, lr, weight_decay, max_models_per_group, set(skip), per_example)
     if progress is None:  # a bar on a terminal; none in a notebook, a book page or a log
         progress = sys.stderr.isatty()
     bar = tqdm(total=sum(map(len, groups)), disable=not progress, desc="sweep", unit="model")
@@ -249,25 +290,27 @@ def iter_sweep(
             widths = [p["width"] for p in group]
             seeds = [p["seed"] for p in group]
             ens = MLPEnsemble(in_dim, widths, grid.depth, out_dim, seeds, activation, init)
+            steps, log_at = run_steps(grid, n, batch_size)
+            warmup = max(1, round(warmup_fraction * steps)) if warmup_fraction > 0 else 0
             hist = train_ensemble(
                 ens,
                 data,
                 task,
-                steps=grid.max_steps,
+                steps=steps,
+                schedule=schedule,
+                warmup=warmup,
                 lr=[p["lr"] for p in group],
                 weight_decay=[p["weight_decay"] for p in group],
                 optimizer=optimizer,
                 momentum=momentum,
                 batch_size=batch_size,
                 log_every=log_every,
-                log_at=grid.steps,
+                log_at=log_at,
                 device=device,
             )
             bs = int(hist["batch_size"])
             for m, (point, n_params) in enumerate(zip(group, ens.n_params, strict=True)):
-                per_example = mlp_train_flops_per_example(
-                    in_dim, point["width"], grid.depth, out_dim
-                )
+                flops_per = per_example(point["width"])
                 for k, step in enumerate(hist["step"]):
                     yield {
                         "model": "mlp",
@@ -283,12 +326,14 @@ def iter_sweep(
                         "batch_size": bs,
                         "steps": step,
                         "examples_seen": step * bs,
-                        "flops": step * bs * per_example,
+                        "flops": step * bs * flops_per,
                         "train_loss": float(hist["train_loss"][k, m]),
                         "test_loss": float(hist["test_loss"][k, m]),
                         "train_error": float(hist["train_error"][k, m]),
                         "test_error": float(hist["test_error"][k, m]),
-                        "final": step == grid.max_steps,
+                        "final": step == steps,
+                        "schedule": schedule,
+                        "warmup": warmup,
                         "device": label,
                     }
             bar.update(len(group))
@@ -311,6 +356,8 @@ def run_sweep(
     device: torch.device | str | None = None,
     progress: bool | None = None,
     max_models_per_group: int = 64,
+    schedule: str = "constant",
+    warmup_fraction: float = 0.0,
 ) -> list[dict]:
     """Train every model of ``grid`` on ``dataset`` and return the tidy records.
 
@@ -340,6 +387,8 @@ def run_sweep(
             device=device,
             progress=progress,
             max_models_per_group=max_models_per_group,
+            schedule=schedule,
+            warmup_fraction=warmup_fraction,
         )
     )
 

@@ -21,7 +21,8 @@ A config names a data set, a grid of MLPs and how to train them::
 (:func:`~scalinglab.data.modular.modular_arithmetic_dataset`, one-hot encoded unless
 ``encoding`` says otherwise) or ``markov`` (``vocab_size, order, concentration, source_seed``
 of :meth:`scalinglab.data.markov.MarkovSource.random`, the rest for
-:func:`~scalinglab.data.markov.markov_windows_dataset`). ``grid`` holds the arguments of
+:func:`~scalinglab.data.markov.markov_windows_dataset`) or ``zipf_lookup``
+(:func:`~scalinglab.data.zipf_lookup.zipf_lookup_dataset`). ``grid`` holds the arguments of
 :class:`~scalinglab.engine.sweep.SweepGrid` and ``training`` the keyword arguments of
 :func:`~scalinglab.engine.sweep.iter_sweep`. Only ``"model": "mlp"`` sweeps are supported.
 
@@ -199,6 +200,17 @@ DATASETS: dict[str, Schema] = {
         "n_test": (_int(1), True),
         "seed": SEED,
     },
+    "zipf_lookup": {
+        "n_train": (_int(1), True),
+        "n_test": (_int(1), True),
+        "n_facts": (_int(1), False),
+        "n_bits": (_int(1), False),
+        "n_classes": (_int(2), False),
+        "zipf_exponent": (_number(1, open_low=True), False),
+        "noise": (_number(0, 1), False),
+        "source_seed": SEED,
+        "seed": SEED,
+    },
 }
 
 TOP: Schema = {
@@ -214,11 +226,13 @@ TOP: Schema = {
 GRID: Schema = {
     "widths": (_list_of(_int(1)), True),
     "n_train": (_list_of(_int(1)), True),
-    "steps": (_list_of(_int(0)), True),
+    "steps": (_list_of(_int(0)), False),
     "seeds": (_list_of(_int(0)), False),
     "depth": (_int(1), False),
     "lrs": (_optional(_list_of(_number(0, open_low=True))), False),
     "weight_decays": (_optional(_list_of(_number(0))), False),
+    "epochs": (_optional(_number(0, open_low=True)), False),
+    "max_flops": (_optional(_number(0, open_low=True)), False),
 }
 
 #: The keyword arguments of :func:`scalinglab.engine.sweep.iter_sweep` a config may set (names of
@@ -233,6 +247,8 @@ TRAINING: Schema = {
     "activation": (_choice("relu", "tanh", "gelu", "silu", "sigmoid", "identity"), False),
     "init": (_choice("kaiming", "xavier", "normal", "torch"), False),
     "max_models_per_group": (_int(1), False),
+    "schedule": (_choice("constant", "cosine"), False),
+    "warmup_fraction": (_number(0, 1, open_high=True), False),
 }
 
 
@@ -276,6 +292,8 @@ def validate_config(config: object, source: str = "config") -> dict:
         {k: v for k, v in dataset.items() if k != "name"}, DATASETS[name], "dataset", source
     )
     _check_section(config["grid"], GRID, "grid", source)
+    if "steps" not in config["grid"] and config["grid"].get("epochs") is None:
+        raise ConfigError(f"{source}: grid.steps: missing (required unless grid.epochs is set)")
     _check_section(config.get("training", {}), TRAINING, "training", source)
     # Relations between sections that are known before any data is built.
     n_train = config["grid"]["n_train"]
@@ -337,6 +355,10 @@ def load_dataset(spec: Mapping) -> dict:
             seed=spec.pop("source_seed", 0),
         )
         return markov_windows_dataset(source, **spec)
+    if name == "zipf_lookup":
+        from scalinglab.data.zipf_lookup import zipf_lookup_dataset
+
+        return zipf_lookup_dataset(**spec)
     raise ConfigError(
         f"dataset.name: expected one of {', '.join(DATASETS)}, got {json.dumps(name)}"
     )

@@ -26,6 +26,7 @@ the ensemble, which is how a batched model and its sequential twin see identical
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -38,6 +39,34 @@ from scalinglab.engine.device import autocast, get_device
 
 TASKS = ("classification", "regression", "next_token")
 OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(
+    step: int, total: int, schedule: str = "constant", warmup: int = 0, final_ratio: float = 0.1
+) -> float:
+    r"""Multiplier of the peak learning rate for the update made at ``step`` (0-based).
+
+    ``"constant"``: 1 after a linear warmup. ``"cosine"``: linear warmup over ``warmup``
+    updates, :math:`(s+1)/W`, then a cosine from 1 down to ``final_ratio`` at the run's end,
+
+    .. math:: f(s) = r + (1 - r)\,\tfrac12\big(1 + \cos(\pi\,(s - W)/(T - W))\big),
+
+    the schedule of Hoffmann et al. (2022): a cosine cycle as long as the run, decaying the
+    learning rate 10x (``final_ratio = 0.1``). It equals ``torch.optim.lr_scheduler``'s
+    ``SequentialLR([LinearLR(1/W, 1, W - 1), CosineAnnealingLR(T - W, r * lr)], [W])``
+    (``tests/test_schedule.py``).
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+    if warmup < 0 or (total > 0 and warmup >= total):
+        raise ValueError(f"warmup must be in [0, total), got {warmup} of {total}")
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    t = (step - warmup) / (total - warmup)
+    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 class BatchSchedule:
@@ -226,14 +255,23 @@ def fit(
     seed: int = 0,
     device: torch.device | str | None = None,
     progress: bool = False,
+    schedule: str = "constant",
+    warmup: int = 0,
 ) -> dict[str, list]:
-    """Train ``model`` in place and return its history (see :func:`train_classifier`)."""
+    """Train ``model`` in place and return its history (see :func:`train_classifier`).
+
+    ``schedule`` / ``warmup``: the learning-rate schedule of :func:`lr_factor` over ``steps``
+    updates, applied through ``torch.optim.lr_scheduler.LambdaLR``."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
     device, (x_tr, y_tr, x_te, y_te), y_var = prepare(data, task, device)
     model.to(device)
     opt = make_optimizer(model.parameters(), optimizer, lr, weight_decay, momentum)
-    schedule = BatchSchedule(len(x_tr), batch_size, seed)
+    lr_factor(0, steps, schedule, warmup)  # check the schedule's arguments
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(min(s, max(steps - 1, 0)), max(steps, 1), schedule, warmup)
+    )
+    batches = BatchSchedule(len(x_tr), batch_size, seed)
     log = logged_steps(steps, log_every, log_at)
 
     history: dict[str, list] = {
@@ -260,14 +298,15 @@ def fit(
             evaluate(step)
         if step == steps:
             break
-        idx = schedule.next()
+        idx = batches.next()
         xb, yb = (x_tr, y_tr) if idx is None else (take(x_tr, idx), take(y_tr, idx))
         with autocast(device):
             loss, _ = loss_and_error(task, model(xb), yb, with_error=False)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    history["batch_size"] = schedule.batch_size
+        scheduler.step()
+    history["batch_size"] = batches.batch_size
     return history
 
 

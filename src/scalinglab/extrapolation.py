@@ -1,0 +1,420 @@
+"""Predicting a bigger run from small ones: the analysis behind chapter 4's held-out run.
+
+The sweep (``records/ch04_zipf_sweep``) trains every (width, D, learning rate) point as its
+own one-epoch run with a cosine schedule ending at its end. This module turns its records
+into a prediction, in the order a lab would do it:
+
+1. :func:`tuned_points`: per (N, D) the run with the best learning rate (the learning rate is
+   tuned per configuration, never shared).
+2. :func:`fit_law`: Hoffmann et al.'s approach 3, :math:`L = E + A N^{-\\alpha} + B D^{-\\beta}`,
+   fitted to the tuned points with compute :math:`\\le C_{\\max}`.
+3. :func:`choose_run`: for a budget :math:`C \\ge 30\\,C_{\\max}` the width that minimises the
+   fitted loss at fixed compute (the exact FLOPs per example of the MLP, not 6N), and
+   :math:`D = C / \\text{FLOPs per example}`; :func:`lr_for_width` extrapolates the tuned
+   learning rate's trend in N to it.
+4. The run is trained only then (:func:`regenerate`), and scored on the reducible loss against
+   naive baselines (:func:`baselines`, :func:`scores`).
+
+``python -m scalinglab.extrapolation regenerate [RECORDS_DIR]`` reruns the three sweeps of
+the chapter, then fits, chooses and trains the held-out run (one command, one thread).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scalinglab.fitting import (
+    ChinchillaFit,
+    compute_frontier,
+    fit_chinchilla,
+    fit_power_law,
+    log_reducible_error,
+)
+
+RECORDS = Path(__file__).parent / "records"
+SWEEP, CONTROLS, SEEDS, HELD_OUT = (
+    "ch04_zipf_sweep",
+    "ch04_zipf_controls",
+    "ch04_zipf_seeds",
+    "ch04_zipf_heldout",
+)
+#: The held-out budget as a multiple of the largest fitted compute.
+BUDGET_FACTOR = 32.0
+
+
+def tuned_points(records: Iterable[Mapping], final_only: bool = True) -> list[dict]:
+    """Best learning rate per ``(width, n_train, seed, steps)``: one point per configuration.
+
+    Each point: ``width, N, D`` (examples seen), ``C`` (training FLOPs), ``L`` (test loss of
+    the best learning rate), ``lr`` (that learning rate), ``seed`` and ``losses`` (test loss
+    per learning rate tried). With ``final_only=False`` every logged checkpoint counts (the
+    constant-learning-rate control)."""
+    groups: dict[tuple, list[Mapping]] = {}
+    for r in records:
+        if (final_only and not r["final"]) or r["steps"] == 0:
+            continue
+        groups.setdefault((r["width"], r["n_train"], r["seed"], r["steps"]), []).append(r)
+    out = []
+    for (width, _, seed, _), rs in sorted(groups.items()):
+        best = min(rs, key=lambda r: r["test_loss"])
+        out.append(
+            {
+                "width": width,
+                "N": best["n_params"],
+                "D": best["examples_seen"],
+                "C": best["flops"],
+                "L": best["test_loss"],
+                "lr": best["lr"],
+                "seed": seed,
+                "losses": {r["lr"]: r["test_loss"] for r in rs},
+            }
+        )
+    return out
+
+
+def columns(points: Iterable[Mapping], *keys: str) -> tuple[np.ndarray, ...]:
+    """Arrays of the given keys over the points."""
+    points = list(points)
+    return tuple(np.array([p[k] for p in points], dtype=np.float64) for k in keys)
+
+
+def fit_law(
+    points: Iterable[Mapping], c_max: float | None = None, floor: float | None = None
+) -> ChinchillaFit:
+    """Approach 3 on the points with ``C <= c_max`` (all when ``None``); with ``floor``, the
+    floor is known and the power laws are fitted to the reducible loss."""
+    pts = [p for p in points if c_max is None or p["C"] <= c_max * (1 + 1e-9)]
+    N, D, L = columns(pts, "N", "D", "L")
+    return fit_chinchilla(N, D, L, floor=floor)
+
+
+def mlp_dims(config: Mapping) -> tuple[int, int, int]:
+    """``(in_dim, depth, out_dim)`` of a chapter-4 sweep config."""
+    ds = config["dataset"]
+    return ds.get("n_bits", 24), config["grid"].get("depth", 1), ds.get("n_classes", 16)
+
+
+def choose_run(
+    law, budget: float, in_dim: int, depth: int, out_dim: int, batch: int = 128, step: int = 8
+) -> dict:
+    """The compute-optimal width (a multiple of ``step``) under the fitted ``law`` for a budget
+    of ``budget`` training FLOPs, with ``D = budget / FLOPs per example`` rounded to whole
+    batches. Returns ``width, N, D, C, L_pred`` (``C`` the run's exact compute)."""
+    from scalinglab.engine.flops import mlp_train_flops_per_example
+    from scalinglab.models.mlp import mlp_param_count
+
+    widths = np.arange(step, 4097, step)
+    N = np.array([mlp_param_count(in_dim, int(w), depth, out_dim) for w in widths], float)
+    per = np.array([mlp_train_flops_per_example(in_dim, int(w), depth, out_dim) for w in widths])
+    D = budget / per
+    k = int(np.argmin(law(N, D)))
+    d = int(round(D[k] / batch)) * batch
+    return {
+        "width": int(widths[k]),
+        "N": int(N[k]),
+        "D": d,
+        "C": float(d * per[k]),
+        "L_pred": float(law(N[k], d)),
+    }
+
+
+def lr_for_width(points: Iterable[Mapping], N_new: float) -> dict:
+    """The learning rate for a new size from the tuned ones: a straight line of
+    :math:`\\log \\eta^*` against :math:`\\log N` through each width's best learning rate at its
+    largest D (the runs closest to the new one), evaluated at ``N_new``."""
+    best: dict[int, Mapping] = {}
+    for p in points:
+        if p["width"] not in best or p["D"] > best[p["width"]]["D"]:
+            best[p["width"]] = p
+    N, lr = columns(best.values(), "N", "lr")
+    slope, intercept = np.polyfit(np.log(N), np.log(lr), 1)
+    return {
+        "slope": float(slope),
+        "lr": float(np.exp(intercept + slope * np.log(N_new))),
+        "N": N.tolist(),
+        "lr_best": lr.tolist(),
+    }
+
+
+def frontier_points(points: Iterable[Mapping]) -> list[dict]:
+    """The tuned points on the compute frontier (no cheaper point has a lower loss)."""
+    points = list(points)
+    C, L = columns(points, "C", "L")
+    front = compute_frontier(compute=C, loss=L)
+    return [points[i] for i in front.index]
+
+
+def baselines(points: Iterable[Mapping], C_new: float) -> dict[str, float]:
+    """Naive predictions of the loss at compute ``C_new`` from the fitted points:
+
+    - ``no further gain``: the best loss among them;
+    - ``power law in C, no floor``: :math:`L = A C^{-a}` (Kaplan's form) fitted to the
+      compute frontier, evaluated at ``C_new``.
+
+    (The third, the floor itself, is infinitely wrong on the reducible loss.)"""
+    points = list(points)
+    front = frontier_points(points)
+    C, L = columns(front, "C", "L")
+    kaplan = fit_power_law(C, L, irreducible=False)
+    return {
+        "no further gain": float(min(p["L"] for p in points)),
+        "power law in C, no floor": float(kaplan(C_new)),
+    }
+
+
+def scores(predictions: Mapping[str, float], measured: float, floor: float) -> dict[str, float]:
+    """:math:`\\log((\\hat L - E)/(L - E))` per predictor, on the paired floor ``floor``."""
+    return {k: float(log_reducible_error(v, measured, floor)) for k, v in predictions.items()}
+
+
+def fixed_lr_points(records: Iterable[Mapping], lr: float) -> list[dict]:
+    """The final points of the runs with one learning rate (no tuning per width)."""
+    return tuned_points(r for r in records if abs(r["lr"] - lr) < 1e-12)
+
+
+def variants(
+    sweep_records: Sequence[Mapping], control_records: Sequence[Mapping], floor: float
+) -> dict[str, tuple[ChinchillaFit, list[dict]]]:
+    r"""The fits the chapter compares, each ``(law, the points it was fitted to)``:
+
+    - ``"as the papers do it"``: tuned learning rate per point, every width, known floor;
+    - ``"floor fitted, not known"``: the same points, :math:`E` a free parameter;
+    - ``"narrow span of N"``: only the two largest widths (N spans 3.2x instead of 52x);
+    - ``"constant-lr checkpoints"``: intermediate checkpoints of one constant-learning-rate
+      run per width (best of two learning rates at each checkpoint), known floor;
+    - ``"one lr for every width"``: the small models' best learning rate, 0.03, for all.
+
+    All are limited to the compute of the main fit (:math:`C \le C_{\max}`)."""
+    pts = [p for p in tuned_points(sweep_records) if p["seed"] == 0]
+    c_max = max(p["C"] for p in pts)
+    widths = sorted({p["width"] for p in pts})
+    narrow = [p for p in pts if p["width"] in widths[-2:]]
+    ckpt = [p for p in tuned_points(control_records, final_only=False) if p["C"] <= c_max]
+    one_lr = [p for p in fixed_lr_points(sweep_records, 0.03) if p["seed"] == 0]
+    return {
+        "as the papers do it": (fit_law(pts, c_max, floor), pts),
+        "floor fitted, not known": (fit_law(pts, c_max), pts),
+        "narrow span of N": (fit_law(narrow, c_max, floor), narrow),
+        "constant-lr checkpoints": (fit_law(ckpt, c_max, floor), ckpt),
+        "one lr for every width": (fit_law(one_lr, c_max, floor), one_lr),
+    }
+
+
+def residual_drift(points: Iterable[Mapping], law, width: int) -> list[tuple[int, float]]:
+    """``(D, log((law - E)/(L - E)))`` along one width's tuned points, by increasing D: how the
+    fit's error on the reducible loss moves as that width sees more data."""
+    ps = sorted((p for p in points if p["width"] == width), key=lambda p: p["D"])
+    return [
+        (int(p["D"]), float(log_reducible_error(law(p["N"], p["D"]), p["L"], law.E))) for p in ps
+    ]
+
+
+def seed_spread(records: Iterable[Mapping], floor: float) -> dict[tuple, tuple[float, float]]:
+    """Mean and sample s.d. over seeds of the tuned reducible loss, per ``(width, D)``."""
+    by: dict[tuple, list[float]] = {}
+    for p in tuned_points(records):
+        by.setdefault((p["width"], p["D"]), []).append(p["L"] - floor)
+    return {k: (float(np.mean(v)), float(np.std(v, ddof=1))) for k, v in sorted(by.items())}
+
+
+def retrain_point(config: Mapping, width: int, n_train: int, lr: float, seed: int) -> float:
+    """Train one point of a chapter-4 sweep config again (same data, schedule and training
+    arguments) and return its final test loss."""
+    from scalinglab.engine.sweep import SweepGrid, run_sweep
+    from scalinglab.engine.sweep_config import load_dataset
+
+    data = load_dataset({**config["dataset"], "n_train": n_train})
+    grid = SweepGrid(
+        widths=[width],
+        n_train=[n_train],
+        epochs=1,
+        seeds=[seed],
+        depth=config["grid"]["depth"],
+        lrs=[lr],
+    )
+    recs = run_sweep(grid, data, device="cpu", **config["training"])
+    return float(next(r["test_loss"] for r in recs if r["final"]))
+
+
+REPEAT = "ch04_zipf_repeat"
+
+
+def repeat_runs(config: Mapping) -> list[dict]:
+    """Data-constrained runs (Muennighoff et al. 2023): one width trained for ``E`` epochs on
+    the first ``unique`` examples, each ``E`` its own run with its own cosine schedule.
+
+    ``config`` is a sweep config plus ``"repeat": {"width", "unique", "epochs", "lr"}``.
+    Returns the final records (as :mod:`scalinglab.engine.sweep`'s, with ``epochs``)."""
+    from scalinglab.engine.sweep import SweepGrid, iter_sweep
+    from scalinglab.engine.sweep_config import load_dataset
+
+    rep = config["repeat"]
+    data = load_dataset({**config["dataset"], "n_train": rep["unique"]})
+    out = []
+    for epochs in rep["epochs"]:
+        grid = SweepGrid(
+            widths=[rep["width"]],
+            n_train=[rep["unique"]],
+            epochs=epochs,
+            seeds=[0],
+            depth=config["grid"]["depth"],
+            lrs=[rep["lr"]],
+        )
+        for r in iter_sweep(grid, data, device="cpu", progress=False, **config["training"]):
+            if r["final"]:
+                out.append({**r, "epochs": epochs})
+    return out
+
+
+def effective_data(unique, repetitions, r_star):
+    """Muennighoff et al.'s effective data, :math:`D' = U + U R^* (1 - e^{-R/R^*})`, for
+    :math:`U` unique examples seen :math:`1 + R` times."""
+    return unique + unique * r_star * (1 - np.exp(-np.asarray(repetitions, float) / r_star))
+
+
+def effective_from_fresh(losses, fresh_D, fresh_L) -> np.ndarray:
+    r"""The fresh-data size that reaches each loss: :math:`\log D` interpolated linearly in
+    the loss along a fresh-data curve ``(fresh_D, fresh_L)`` (loss falling with D), clipped
+    to its range."""
+    order = np.argsort(fresh_L)
+    fl = np.asarray(fresh_L, float)[order]
+    fd = np.log(np.asarray(fresh_D, float)[order])
+    return np.exp(np.interp(np.asarray(losses, float), fl, fd))
+
+
+def fit_r_star(unique: float, repetitions, d_eff) -> float:
+    r"""Least-squares (in :math:`\log D'`) fit of Muennighoff et al.'s :math:`R^*` to measured
+    effective data sizes; runs with no repetition carry no information and are skipped."""
+    from scipy.optimize import minimize_scalar
+
+    R = np.asarray(repetitions, float)
+    d = np.asarray(d_eff, float)
+    keep = R > 0
+
+    def sse(log_r):
+        pred = effective_data(unique, R[keep], np.exp(log_r))
+        return float(np.sum((np.log(pred) - np.log(d[keep])) ** 2))
+
+    res = minimize_scalar(sse, bounds=(np.log(1e-3), np.log(1e4)), method="bounded")
+    return float(np.exp(res.x))
+
+
+def inference_optimal(law, loss: float, rho: float) -> tuple[float, float]:
+    r"""Sardana et al.'s allocation in closed form: the ``(N, D)`` reaching ``loss`` under
+    ``law`` at least total cost :math:`6ND + 2N D_{\rm inf}` with :math:`D_{\rm inf} = \rho D`.
+
+    Stationarity of the Lagrangian gives :math:`\alpha x / (\beta y) = 1 + \rho/3` for the
+    reducible terms :math:`x = A N^{-\alpha}`, :math:`y = B D^{-\beta}`, :math:`x + y = L - E`."""
+    red = float(loss) - law.E
+    if red <= 0:
+        raise ValueError("the target loss must lie above the floor")
+    y = red / (1 + law.beta / law.alpha * (1 + rho / 3))
+    x = red - y
+    return (law.A / x) ** (1 / law.alpha), (law.B / y) ** (1 / law.beta)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided before the held-out run is trained."""
+
+    c_max: float
+    budget: float
+    law: dict
+    run: dict
+    lr: dict
+    baselines: dict
+
+
+def floors(config: Mapping) -> tuple[float, float]:
+    """``(exact floor, paired floor of the config's test set)`` of a zipf_lookup config."""
+    from scalinglab.data.zipf_lookup import zipf_lookup_dataset
+
+    spec = {k: v for k, v in config["dataset"].items() if k != "name"}
+    data = zipf_lookup_dataset(**{**spec, "n_train": 1})  # the test set does not depend on it
+    return data["floor"], data["paired_floor"]
+
+
+def plan_held_out(sweep_records: Iterable[Mapping], config: Mapping) -> Plan:
+    """Fit on the sweep (the known floor, paired with the test set), choose the held-out
+    run and write down the predictions."""
+    pts = [p for p in tuned_points(sweep_records) if p["seed"] == 0]
+    c_max = max(p["C"] for p in pts)
+    law = fit_law(pts, c_max, floor=floors(config)[1])
+    budget = BUDGET_FACTOR * c_max
+    run = choose_run(law, budget, *mlp_dims(config), batch=config["training"]["batch_size"])
+    lr = lr_for_width(pts, run["N"])
+    base = baselines(pts, run["C"])
+    base["Chinchilla law (approach 3)"] = run["L_pred"]
+    law_d = {k: v for k, v in asdict(law).items() if k in ("E", "A", "B", "alpha", "beta")}
+    return Plan(c_max, budget, law_d, run, lr, base)
+
+
+def held_out_config(plan: Plan, config: Mapping) -> dict:
+    """The sweep config of the held-out run (one model) with the plan written into it."""
+    out = json.loads(json.dumps(config))
+    out["description"] = (
+        f"Chapter 4's held-out run, chosen from the fit to ch04_zipf_sweep before it was "
+        f"trained: budget {BUDGET_FACTOR:g} x C_max = {plan.budget:.3g} FLOPs, the compute-"
+        f"optimal width {plan.run['width']} (N = {plan.run['N']}) on D = {plan.run['D']} "
+        f"examples, learning rate {plan.lr['lr']:.3g} from the tuned learning rates' trend "
+        f"in N. Made by: OMP_NUM_THREADS=1 python -m scalinglab.extrapolation regenerate"
+    )
+    out["dataset"]["n_train"] = plan.run["D"]
+    out["grid"] = {
+        "widths": [plan.run["width"]],
+        "n_train": [plan.run["D"]],
+        "epochs": 1,
+        "seeds": [0],
+        "depth": config["grid"]["depth"],
+        "lrs": [round(plan.lr["lr"], 6)],
+    }
+    out["plan"] = asdict(plan)
+    return out
+
+
+def regenerate(records_dir: str | Path = RECORDS) -> None:
+    """Rerun chapter 4's sweeps into ``records_dir``, then plan and train the held-out run."""
+    import time
+
+    import torch
+
+    from scalinglab.engine.sweep_config import load_config, load_records, run_config
+
+    torch.set_num_threads(1)
+    records_dir = Path(records_dir)
+    t0 = time.time()
+    for name in (SWEEP, SEEDS, CONTROLS):
+        cfg = load_config(RECORDS / f"{name}.config.json")
+        run_config(cfg, records_dir / f"{name}.jsonl", device="cpu", progress=False, force=True)
+        print(f"{name}: done after {time.time() - t0:.0f} s", flush=True)
+    rep_cfg = json.loads((RECORDS / f"{REPEAT}.config.json").read_text())
+    with open(records_dir / f"{REPEAT}.jsonl", "w") as f:
+        for r in repeat_runs(rep_cfg):
+            f.write(json.dumps(r) + "\n")
+    print(f"{REPEAT}: done after {time.time() - t0:.0f} s", flush=True)
+    sweep_cfg = load_config(RECORDS / f"{SWEEP}.config.json")
+    plan = plan_held_out(load_records(records_dir / f"{SWEEP}.jsonl"), sweep_cfg)
+    cfg = held_out_config(plan, sweep_cfg)
+    # the plan (fit, choice, predictions) is written down before the run is trained
+    (records_dir / f"{HELD_OUT}.plan.json").write_text(json.dumps(cfg.pop("plan"), indent=2))
+    (records_dir / f"{HELD_OUT}.config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    run_config(cfg, records_dir / f"{HELD_OUT}.jsonl", device="cpu", progress=False, force=True)
+    print(f"{HELD_OUT}: done after {time.time() - t0:.0f} s", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m scalinglab.extrapolation regenerate [RECORDS_DIR]``: the one command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] != "regenerate":
+        sys.exit("usage: python -m scalinglab.extrapolation regenerate [RECORDS_DIR]")
+    regenerate(argv[1] if len(argv) > 1 else RECORDS)
+
+
+if __name__ == "__main__":  # pragma: no cover - the shipped records' one command
+    main()
