@@ -4,7 +4,8 @@ An MLP ``in_dim -> [width] * depth -> out_dim`` trained with Adam has three kind
 *input* weights (finite fan-in ``in_dim``, fan-out ``width``), *hidden* weights (``width x
 width``) and *output* (readout) weights (fan-in ``width``, finite fan-out). Biases count with
 the input weights (their "fan-in" is the constant 1). The Maximal Update Parametrisation for
-Adam (Yang et al. 2022, Tensor Programs V, Table 3) scales them as
+Adam (proposed for SGD by Yang & Hu 2021, Tensor Programs IV, arXiv:2011.14522; derived
+for Adam in Yang et al. 2022, Tensor Programs V, Table 3) scales them as
 
 =================  ==========================  ==========================  ================
                    input weights & all biases  output weights              hidden weights
