@@ -54,3 +54,14 @@ def test_backward_costs_about_twice_forward(width, depth):
     assert ratio < 2.0
     if width == 1024:  # the 1024 x 1024 hidden layers dominate: within 2.5% of 2
         assert ratio > 1.95
+
+
+@pytest.mark.parametrize("width,expected", [(16, 1.396), (64, 1.683), (256, 1.891), (1024, 1.970)])
+def test_backward_forward_ratio_of_the_pages_mlp(width, expected):
+    # MLP 64 -> w -> w -> w -> 10: forward 2(64w + 2w^2 + 10w) FLOPs per example, backward twice
+    # that minus the first layer's input gradient 2 * 64w, so the ratio is 2 - 64/(74 + 2w)
+    # exactly: 1.40 at width 16, not "a little below 2"
+    net = MLP(64, width, 3, 10, seed=0)
+    f = measured_flops(net, torch.randn(128, 64), torch.randint(0, 10, (128,)))
+    assert f["backward"] / f["forward"] == pytest.approx(2 - 64 / (74 + 2 * width), rel=1e-12)
+    assert 2 - 64 / (74 + 2 * width) == pytest.approx(expected, abs=5e-4)

@@ -45,6 +45,19 @@ SIGN_ERROR = """predicted_log2_ratio = 29.0  # "the signal grows with depth\""""
 
 HE_NOT_CRITICAL = """critical_sigma_w2 = 2.0  # He's value for ReLU, not tanh's critical point"""
 
+# a grid step of 0.25 passes the visible window [0.8, 1.25] but not the hidden +-0.15
+COARSE_CRITICAL = """critical_sigma_w2 = 1.25  # first point of a 0.25 grid where q_200 > 0.01"""
+
+FIRST_AND_LAST_KEYS = """def optimal_lr(lrs, losses):
+    losses = np.array([np.inf if v is None else v for v in losses], dtype=np.float64)
+    losses[~np.isfinite(losses)] = np.inf
+    return float(np.asarray(lrs, dtype=np.float64)[np.argmin(losses)])
+
+
+def optimum_shift_octaves(table):
+    keys = list(table)  # the first and last widths of the dict, not the smallest and largest
+    return float(np.log2(optimal_lr(*table[keys[-1]]) / optimal_lr(*table[keys[0]])))"""
+
 SHIFT_REVERSED = """def optimal_lr(lrs, losses):
     losses = np.array([np.inf if v is None else v for v in losses], dtype=np.float64)
     losses[~np.isfinite(losses)] = np.inf
@@ -78,6 +91,17 @@ def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
             "test_critical": 2,
             "test_lr": 3,
         },
+    )
+
+
+@pytest.mark.slow
+def test_near_misses_pass_the_visible_tests_and_lose_the_hidden_points(course, tmp_path):
+    assert_mistakes_cost(
+        course,
+        tmp_path,
+        A,
+        {"critical": COARSE_CRITICAL, "lr": FIRST_AND_LAST_KEYS},
+        {"test_critical": 2, "test_lr": 3},
     )
 
 

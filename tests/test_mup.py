@@ -120,3 +120,46 @@ def test_live_slice_reproduces_the_records():
         for live, shipped in zip(res["train_loss"], twin):
             if shipped is not None and np.isfinite(live):
                 assert live == pytest.approx(shipped, rel=1e-4)
+
+
+def test_the_sweep_numbers_the_page_quotes(sweep):
+    config, tables = sweep
+    lrs = tables["sp"][32][0]
+    best = {
+        p: [int(np.log2(optimal_lr(*tables[p][w]))) for w in config["widths"]]
+        for p in ("sp", "mup")
+    }
+    # best log2 learning rate by width 32 -> 512: SP falls two octaves, muP rises one
+    assert best["sp"] == [-6, -6, -7, -8, -8]
+    assert best["mup"] == [-6, -6, -5, -5, -5]
+    # reusing the width-32 optimum at width 512 costs 1.8x in muP and 5.8x in SP
+    for p, ratio, at, opt in (("mup", 1.81, 0.217, 0.120), ("sp", 5.83, 0.669, 0.115)):
+        k = lrs.index(optimal_lr(*tables[p][32]))
+        losses = tables[p][512][1]
+        assert losses[k] == pytest.approx(at, abs=5e-4)
+        assert min(losses) == pytest.approx(opt, abs=5e-4)
+        assert losses[k] / min(losses) == pytest.approx(ratio, abs=0.01)
+    # SP at width 512 is worse at 2^-6 but trains; at 2^-3 it is back at chance (ln 10)
+    sp512 = dict(zip(lrs, tables["sp"][512][1]))
+    assert sp512[2.0**-6] < 1.0
+    assert sp512[2.0**-3] == pytest.approx(math.log(10), abs=0.05)
+
+
+def test_coordinate_check_sp_grows_with_width_mup_does_not():
+    from scalinglab.mup import coordinate_check
+
+    torch.set_num_threads(1)
+    config = shipped_config("ch02_mup_sweep")
+    data = load_dataset(config["dataset"])
+    widths = [32, 64, 128, 256, 512, 1024]
+    slopes = {}
+    for p in ("sp", "mup"):
+        change = coordinate_check(data, widths, p, 2.0**-6).mean(axis=1)
+        slopes[p] = [np.polyfit(np.log2(widths), np.log2(change[:, k]), 1)[0] for k in range(3)]
+    # Adam moves every weight by ~lr, so a layer with fan-in n moves its output by ~lr * n:
+    # in SP the hidden and readout changes grow with width (measured slope 0.75 and 0.73 over
+    # 32..1024, i.e. x11 for x32 in width; the asymptotic slope is 1), in muP they are flat
+    # (measured 0.00); the input layer (fan-in 40) is flat in both
+    assert slopes["sp"][1] > 0.6 and slopes["sp"][2] > 0.6
+    assert all(abs(s) < 0.1 for s in slopes["mup"])
+    assert abs(slopes["sp"][0]) < 0.1

@@ -1,64 +1,147 @@
-"""Chapter 2's depth experiment: the shipped records against the claims of the page, a live
-slice of them, and the residual network's second moment."""
+"""Chapter 2's depth experiment: the shipped learning-rate sweep against the claims of the
+page, a live slice of it, the batched residual networks against the plain module, and the
+kernel that sets each depth's learning rate."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from scalinglab.double_descent import load_records, shipped_config
+from scalinglab.engine.ensemble import train_ensemble
 from scalinglab.engine.sweep_config import load_dataset
-from scalinglab.trainability import ResidualMLP, depth_records
+from scalinglab.models.mlp import MLP
+from scalinglab.trainability import ResidualEnsemble, ResidualMLP, depth_records, ntk_trace
+
+ARCHS = ("kaiming", "xavier", "residual")
 
 
 @pytest.fixture(scope="module")
-def final():
+def sweep():
+    """``{(arch, depth): (lrs, mean final loss over seeds, per-seed losses (lr, seed))}``."""
     config = shipped_config("ch02_depth")
-    out = {}
+    final = {}
     for r in load_records("ch02_depth"):
         if r["step"] == config["grid"]["steps"]:
             loss = math.inf if r["train_loss"] is None else r["train_loss"]
-            out.setdefault((r["architecture"], r["depth"]), []).append(loss)
-    return out
+            final.setdefault((r["architecture"], r["depth"], r["lr"]), []).append(loss)
+    out = {}
+    for arch in ARCHS:
+        for depth in config["runs"][0]["depths"]:
+            lrs = sorted(lr for (a, d, lr) in final if (a, d) == (arch, depth))
+            per_seed = np.array([final[arch, depth, lr] for lr in lrs])  # (lr, seed)
+            out[arch, depth] = (np.array(lrs), per_seed.mean(axis=1), per_seed)
+    return config, out
 
 
-def test_records_cover_the_config(final):
-    config = shipped_config("ch02_depth")
-    n = len(config["grid"]["seeds"])
-    expected = {
-        (a, d) for run in config["runs"] for a in run["architectures"] for d in run["depths"]
-    }
-    assert set(final) == expected
-    assert all(len(v) == n for v in final.values())
+def best(entry):
+    """(log2 of the best learning rate, mean loss there, s.d. over seeds there)."""
+    lrs, mean, per_seed = entry
+    k = int(np.argmin(mean))
+    return int(np.log2(lrs[k])), mean[k], per_seed[k].std(ddof=1)
 
 
-def test_depth_claims_of_the_page(final):
+def test_records_cover_the_config(sweep):
+    config, _ = sweep
+    recs = load_records("ch02_depth")
+    grid = config["grid"]
+    n_logs = grid["steps"] // grid["log_every"] + 1
+    expected = 0
+    for run in config["runs"]:
+        n_lrs = len(run.get("log2_lrs", grid["log2_lrs"]))
+        expected += len(run["architectures"]) * len(run["depths"]) * n_lrs
+    assert len(recs) == expected * len(grid["seeds"]) * n_logs
+
+
+def test_depth_claims_of_the_page(sweep):
+    config, out = sweep
+    depths = config["runs"][0]["depths"]
     chance = math.log(10)  # cross-entropy of a uniform guess over 10 digits
-    # depth 10: He fits the training set on every seed, Xavier stalls on most
-    assert max(final["kaiming", 10]) < 0.01
-    assert sum(v > 0.5 * chance for v in final["xavier", 10]) >= 2
-    # depth 30: both plain networks fail on every seed; the residual network trains
-    assert min(final["kaiming", 30]) > 0.5
-    assert min(final["xavier", 30]) > 0.5
-    assert max(final["residual", 30]) < 0.05
+    he = [best(out["kaiming", d]) for d in depths]
+    xavier = [best(out["xavier", d]) for d in depths]
+    res = [best(out["residual", d]) for d in depths]
+    # plain He trains at every depth once its learning rate is tuned (depth 32: 0.069 +- 0.039,
+    # still improving at its small learning rate), but the best learning rate falls: 2^-2 or
+    # above at depth 2, 2^-9 at depth 32, two octaves per doubling from depth 8 on
+    assert all(loss < 0.2 for _, loss, _ in he)
+    assert [e for e, _, _ in he][2:] == [-5, -7, -9]
+    assert he[0][0] >= -2 and all(a >= b for (a, _, _), (b, _, _) in zip(he, he[1:]))
+    assert he[-1][1] == pytest.approx(0.0693, abs=5e-4) and he[-1][2] == pytest.approx(
+        0.0391, abs=5e-4
+    )
+    # Xavier + ReLU: trains when shallow, 1.24 +- 0.25 at depth 16, and at depth 32 every
+    # learning rate leaves it at chance (the best of all is 2.301 +- 0.002)
+    assert xavier[0][1] < 0.01 and xavier[2][1] < 0.05
+    assert xavier[3][1] == pytest.approx(1.243, abs=1e-3)
+    assert np.all(out["xavier", 32][1] > 0.99 * chance)
+    assert xavier[4][1] == pytest.approx(2.301, abs=1e-3)
+    # residual with 1/sqrt(L) branches: the best learning rate is 2^-2 from depth 4 to 32
+    # (2^-1 at depth 2, where 2^-1 and 2^-2 give 0.0005 and 0.0007: a tie within the seeds'
+    # s.d. of 0.0003), and every depth fits the training set (best loss 0.0002 to 0.0005)
+    assert [e for e, _, _ in res] == [-1, -2, -2, -2, -2]
+    assert all(loss < 0.001 for _, loss, _ in res)
+
+
+def test_a_too_large_learning_rate_oscillates_it_does_not_stall():
+    # plain He, depth 32, lr 2^-6 = 8x its best, seed 0: the loss every 50 steps goes down
+    # and back up (2.50, 1.83, 1.69, 1.19, 2.15, 1.60, 1.27): unstable, not stuck
+    losses = [
+        r["train_loss"]
+        for r in load_records("ch02_depth")
+        if (r["architecture"], r["depth"], r["lr"], r["seed"]) == ("kaiming", 32, 2.0**-6, 0)
+    ]
+    assert np.allclose(losses, [2.496, 1.825, 1.694, 1.192, 2.149, 1.595, 1.267], atol=1e-3)
+    assert max(np.diff(losses)) > 0.5 and min(np.diff(losses)) < -0.3
+
+
+def test_residual_ensemble_starts_as_the_residual_module():
+    torch.set_num_threads(1)
+    ens = ResidualEnsemble(64, 32, 6, 10, [3, 5])
+    x = torch.randn(20, 64)
+    for m, seed in enumerate([3, 5]):
+        net = ResidualMLP(64, 32, 6, 10, seed=seed)
+        with torch.no_grad():
+            assert torch.allclose(ens(x)[m], net(x), atol=1e-5)
+            assert torch.allclose(ens(x.expand(2, 20, 64))[m], net(x), atol=1e-5)
+
+
+def test_residual_ensemble_trains_like_the_module():
+    # one SGD-with-momentum step of the batched residual net against torch.optim.SGD
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    data = {"x_train": rng.normal(size=(40, 8)).astype(np.float32), "y_train": rng.integers(0, 3, 40),
+            "x_test": rng.normal(size=(10, 8)).astype(np.float32), "y_test": rng.integers(0, 3, 10)}  # fmt: skip
+    ens = ResidualEnsemble(8, 16, 4, 3, [7])
+    train_ensemble(ens, data, steps=3, lr=0.05, optimizer="sgd", momentum=0.9, log_every=None)
+    net = ResidualMLP(8, 16, 4, 3, seed=7)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    x, y = torch.tensor(data["x_train"]), torch.tensor(data["y_train"])
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    with torch.no_grad():
+        assert torch.allclose(ens(x)[0], net(x), atol=1e-5)
 
 
 def test_live_slice_reproduces_the_records():
     torch.set_num_threads(1)
     config = shipped_config("ch02_depth")
     data = load_dataset(config["dataset"])
-    grid = {**config["grid"], "seeds": [0], "steps": 25, "log_every": 25}
-    live = depth_records(data, [10], ["kaiming"], **grid)
+    grid = {k: v for k, v in config["grid"].items() if k != "log2_lrs"}
+    grid.update(seeds=[0], steps=50, log_every=50)
     shipped = {
-        r["step"]: r
+        (r["architecture"], r["step"]): r
         for r in load_records("ch02_depth")
-        if (r["architecture"], r["depth"], r["seed"]) == ("kaiming", 10, 0)
+        if (r["depth"], r["seed"], r["lr"]) == (4, 0, 2.0**-5)
     }
-    for rec in live:
-        # one member instead of three in the batched matmul: float rounding only
-        assert rec["train_loss"] == pytest.approx(shipped[rec["step"]]["train_loss"], rel=1e-4)
+    for rec in depth_records(data, [4], ["kaiming", "residual"], lrs=[2.0**-5], **grid):
+        # one member instead of 33 in the batched matmuls: float rounding only
+        twin = shipped[rec["architecture"], rec["step"]]
+        assert rec["train_loss"] == pytest.approx(twin["train_loss"], rel=1e-4)
 
 
 def test_residual_branches_keep_the_second_moment_bounded():
@@ -73,3 +156,30 @@ def test_residual_branches_keep_the_second_moment_bounded():
         # theory: (1 + 1/L)^(L-1) < e; allow 15% for the finite-width fluctuations
         ratio = h.pow(2).mean().item() / q0
         assert 1.0 < ratio < math.e * 1.15
+
+
+def test_ntk_trace_against_autograd_jacobian_and_its_growth_with_depth():
+    torch.set_num_threads(1)
+    net = MLP(6, 5, 2, 3, seed=0)
+    x = torch.randn(4, 6)
+    jac = torch.autograd.functional.jacobian(
+        lambda *ps: torch.func.functional_call(
+            net, dict(zip(dict(net.named_parameters()), ps)), (x,)
+        ),
+        tuple(net.parameters()),
+    )
+    # sum over outputs and parameters of (d f_k(x_i) / d theta)^2, mean over the inputs
+    ref = sum(float(j.pow(2).sum()) for j in jac) / len(x)
+    assert ntk_trace(net, x) == pytest.approx(ref, rel=1e-5)
+    # the page: the plain network's kernel grows with depth, the residual one's much less
+    data = load_dataset(shipped_config("ch02_depth")["dataset"])
+    xs = torch.tensor(np.asarray(data["x_train"][:8]), dtype=torch.float32)
+    plain = [
+        np.mean([ntk_trace(MLP(64, 128, d, 10, seed=s), xs) for s in range(3)]) for d in (2, 32)
+    ]
+    res = [
+        np.mean([ntk_trace(ResidualMLP(64, 128, d, 10, seed=s), xs) for s in range(3)])
+        for d in (2, 32)
+    ]
+    assert plain[1] / plain[0] > 5  # measured 8.7
+    assert res[1] / res[0] < 3  # measured 2.3

@@ -4,7 +4,8 @@ An MLP ``in_dim -> [width] * depth -> out_dim`` trained with Adam has three kind
 *input* weights (finite fan-in ``in_dim``, fan-out ``width``), *hidden* weights (``width x
 width``) and *output* (readout) weights (fan-in ``width``, finite fan-out). Biases count with
 the input weights (their "fan-in" is the constant 1). The Maximal Update Parametrisation for
-Adam (Yang et al. 2022, Tensor Programs V, Table 3) scales them as
+Adam (proposed for SGD by Yang & Hu 2021, Tensor Programs IV, arXiv:2011.14522; derived
+for Adam in Yang et al. 2022, Tensor Programs V, Table 3) scales them as
 
 =================  ==========================  ==========================  ================
                    input weights & all biases  output weights              hidden weights
@@ -59,6 +60,46 @@ def layer_lr_multipliers(depth: int, width: int, base_width: int, parametrizatio
     return [1.0] + [base_width / width] * depth
 
 
+def _mup_ensemble(
+    in_dim: int,
+    out_dim: int,
+    width: int,
+    lrs: np.ndarray,
+    parametrization: str,
+    base_width: int,
+    depth: int,
+    seeds: Sequence[int],
+    activation: str,
+) -> tuple[MLPEnsemble, list[StackedAdamW]]:
+    """One member per ``(lrs[m], seeds[m])``, initialised and optimised in ``parametrization``:
+    the ensemble and one :class:`StackedAdamW` per group (input weights and biases, each
+    hidden matrix, the readout) with its learning-rate multiplier."""
+    mult = layer_lr_multipliers(depth, width, base_width, parametrization)
+    m = len(lrs)
+    ens = MLPEnsemble(in_dim, [width] * m, depth, out_dim, list(seeds), activation, "kaiming")
+    if parametrization == "mup":
+        with torch.no_grad():
+            ens.weights[-1].zero_()
+    groups = [[ens.weights[0], *ens.biases]] + [[w] for w in ens.weights[1:]]
+    return ens, [StackedAdamW(g, lrs * k) for g, k in zip(groups, mult, strict=True)]
+
+
+def _adam_steps(ens, opts, batches, x_tr, y_tr, steps: int) -> None:
+    full = batches.schedules[0].full_batch
+    for _ in range(steps):
+        if full:
+            xb, yb = x_tr, y_tr
+        else:
+            idx = batches.next()
+            xb, yb = take(x_tr, idx), take(y_tr, idx)
+        losses, _ = loss_and_error("classification", ens(xb), yb, with_error=False)
+        for opt in opts:
+            opt.zero_grad()
+        losses.sum().backward()
+        for opt in opts:
+            opt.step()
+
+
 def train_lr_sweep(
     data: Mapping,
     width: int,
@@ -78,37 +119,74 @@ def train_lr_sweep(
     ``lrs`` after ``steps`` Adam steps. A diverged run has a non-finite loss.
     """
     lrs = np.asarray(lrs, dtype=np.float64)
-    mult = layer_lr_multipliers(depth, width, base_width, parametrization)
     device, (x_tr, y_tr, x_te, y_te), _ = prepare(data, "classification", device)
     in_dim, out_dim = x_tr.shape[1], int(max(y_tr.max(), y_te.max())) + 1
     m = len(lrs)
-    ens = MLPEnsemble(in_dim, [width] * m, depth, out_dim, [seed] * m, activation, "kaiming")
-    if parametrization == "mup":
-        with torch.no_grad():
-            ens.weights[-1].zero_()
+    ens, opts = _mup_ensemble(
+        in_dim, out_dim, width, lrs, parametrization, base_width, depth, [seed] * m, activation
+    )
     ens.to(device)
-    groups = [[ens.weights[0], *ens.biases]] + [[w] for w in ens.weights[1:]]
-    opts = [StackedAdamW(g, lrs * k) for g, k in zip(groups, mult, strict=True)]
     batches = StackedBatches([BatchSchedule(len(x_tr), batch_size, seed) for _ in range(m)])
-    full = batches.schedules[0].full_batch
-    for _ in range(steps):
-        if full:
-            xb, yb = x_tr, y_tr
-        else:
-            idx = batches.next()
-            xb, yb = take(x_tr, idx), take(y_tr, idx)
-        losses, _ = loss_and_error("classification", ens(xb), yb, with_error=False)
-        for opt in opts:
-            opt.zero_grad()
-        losses.sum().backward()
-        for opt in opts:
-            opt.step()
+    _adam_steps(ens, opts, batches, x_tr, y_tr, steps)
     out = {"lr": lrs}
     with torch.no_grad():
         for name, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
             loss, err = loss_and_error("classification", ens(x), y)
             out[f"{name}_loss"] = loss.cpu().numpy().astype(np.float64)
             out[f"{name}_error"] = err.cpu().numpy().astype(np.float64)
+    return out
+
+
+@torch.no_grad()
+def _layer_outputs(ens: MLPEnsemble, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every linear layer's output (pre-activations, then the logits), ``(M, batch, width)``."""
+    outs, h = [], x
+    for layer, (w, b) in enumerate(zip(ens.weights, ens.biases, strict=True)):
+        z = torch.matmul(h, w) + b.unsqueeze(1)
+        outs.append(z)
+        h = ens.act(z) if layer < ens.depth else z
+    return outs
+
+
+def coordinate_check(
+    data: Mapping,
+    widths: Sequence[int],
+    parametrization: str,
+    lr: float,
+    steps: int = 5,
+    seeds: Sequence[int] = (0, 1, 2),
+    base_width: int = 32,
+    depth: int = 2,
+    batch_size: int | None = 128,
+    n_probe: int = 256,
+    activation: str = "relu",
+) -> np.ndarray:
+    r"""The *coordinate check* of µP (Yang et al. 2022, the ``mup`` package's diagnostic).
+
+    For every width, train ``len(seeds)`` networks for ``steps`` Adam steps at learning rate
+    ``lr`` and measure how far each layer's output moved on ``n_probe`` fixed training
+    inputs: the root mean square over units and inputs of :math:`z_\ell(t) - z_\ell(0)`.
+    In a parametrisation where features learn at a width-independent rate (µP) it is flat in
+    width; in SP with Adam the hidden and readout layers' changes grow like the width.
+
+    Returns an array ``(len(widths), len(seeds), depth + 1)``: layer 0 is the input layer,
+    the last is the readout.
+    """
+    device, (x_tr, y_tr, _, y_te), _ = prepare(data, "classification", "cpu")
+    in_dim, out_dim = x_tr.shape[1], int(max(y_tr.max(), y_te.max())) + 1
+    probe = x_tr[:n_probe]
+    out = np.zeros((len(widths), len(seeds), depth + 1))
+    lrs = np.full(len(seeds), float(lr))
+    for i, width in enumerate(widths):
+        ens, opts = _mup_ensemble(
+            in_dim, out_dim, width, lrs, parametrization, base_width, depth, seeds, activation
+        )
+        before = _layer_outputs(ens, probe)
+        batches = StackedBatches([BatchSchedule(len(x_tr), batch_size, s) for s in seeds])
+        _adam_steps(ens, opts, batches, x_tr, y_tr, steps)
+        after = _layer_outputs(ens, probe)
+        for k, (z0, z1) in enumerate(zip(before, after, strict=True)):
+            out[i, :, k] = (z1 - z0).pow(2).mean(dim=(1, 2)).sqrt().numpy()
     return out
 
 

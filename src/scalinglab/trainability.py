@@ -34,7 +34,6 @@ import torch
 from torch import nn
 
 from scalinglab.engine.ensemble import MLPEnsemble, train_ensemble
-from scalinglab.engine.training import train_classifier
 from scalinglab.models.mlp import check_positive_int, init_linear_
 
 
@@ -74,50 +73,89 @@ class ResidualMLP(nn.Module):
         return self.out(torch.relu(h))
 
 
+class ResidualEnsemble(MLPEnsemble):
+    """``M`` :class:`ResidualMLP` networks evaluated in one batched pass.
+
+    Member ``m`` starts with exactly the weights of ``ResidualMLP(in_dim, width, depth,
+    out_dim, seed=seeds[m])`` (both draw their ``depth + 1`` He-initialised layers from one
+    generator in the same order as :class:`~scalinglab.models.mlp.MLP`), so
+    :func:`~scalinglab.engine.ensemble.train_ensemble` trains a learning-rate sweep of residual
+    networks as one network, as it does for plain MLPs.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        width: int,
+        depth: int,
+        out_dim: int,
+        seeds: Sequence[int],
+        branch_scale: float | None = None,
+    ) -> None:
+        super().__init__(in_dim, [width] * len(seeds), depth, out_dim, seeds, "relu", "kaiming")
+        self.branch_scale = 1.0 / math.sqrt(depth) if branch_scale is None else float(branch_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in (2, 3) or x.shape[-1] != self.in_dim:
+            raise ValueError(
+                f"expected inputs (batch, {self.in_dim}) or (M, batch, {self.in_dim}), "
+                f"got {tuple(x.shape)}"
+            )
+        w, b = self.weights, self.biases
+        h = torch.matmul(x, w[0]) + b[0].unsqueeze(1)  # (M, batch, width) in both cases
+        for layer in range(1, self.depth):
+            branch = torch.baddbmm(b[layer].unsqueeze(1), torch.relu(h), w[layer])
+            h = h + self.branch_scale * branch
+        return torch.baddbmm(b[-1].unsqueeze(1), torch.relu(h), w[-1])
+
+
 def depth_records(
     data: Mapping,
     depths: Sequence[int],
-    architectures: Sequence[str] = ("kaiming", "xavier"),
+    architectures: Sequence[str] = ("kaiming", "xavier", "residual"),
+    lrs: Sequence[float] = (0.02,),
     seeds: Sequence[int] = (0, 1, 2),
     width: int = 128,
     steps: int = 300,
-    lr: float = 0.02,
     momentum: float = 0.9,
+    batch_size: int | None = None,
     log_every: int = 25,
     device: str | None = "cpu",
 ) -> list[dict]:
-    """Full-batch SGD with momentum on ``data`` for every depth, architecture and seed.
+    """SGD with momentum on ``data`` for every depth, architecture, learning rate and seed.
 
-    ``architectures``: ``"kaiming"`` / ``"xavier"`` (plain ReLU MLPs with that init, all seeds
-    trained together as one :class:`~scalinglab.engine.ensemble.MLPEnsemble`) or ``"residual"``
-    (:class:`ResidualMLP`, one at a time). Records: ``{architecture, depth, width, seed, step,
-    train_loss, test_loss, train_error, test_error}`` at every logged step (non-finite
-    losses become ``None``).
+    ``architectures``: ``"kaiming"`` / ``"xavier"`` (plain ReLU MLPs with that init) or
+    ``"residual"`` (:class:`ResidualMLP`, He init, branches scaled by ``1/sqrt(depth)``). All
+    learning rates and seeds of one (depth, architecture) are trained together as one batched
+    ensemble; member ``(lr, seed)`` starts from the weights of ``seed`` and draws its
+    mini-batches (``batch_size``; ``None`` is full batch) from a schedule seeded with ``seed``,
+    so the runs at different learning rates see the same data in the same order.
+
+    Records: ``{architecture, depth, width, lr, seed, step, train_loss, test_loss,
+    train_error, test_error}`` at every logged step (non-finite values become ``None``).
     """
     in_dim = int(np.asarray(data["x_train"]).shape[1])
     out_dim = int(max(np.max(data["y_train"]), np.max(data["y_test"]))) + 1
-    kw = dict(steps=steps, lr=lr, optimizer="sgd", momentum=momentum, log_every=log_every)
+    members = [(float(lr), int(s)) for lr in lrs for s in seeds]
+    member_lrs = [lr for lr, _ in members]
+    member_seeds = [s for _, s in members]
+    kw = dict(steps=steps, optimizer="sgd", momentum=momentum, batch_size=batch_size)
     records = []
     for depth in depths:
         for arch in architectures:
             if arch == "residual":
-                hists = []
-                for s in seeds:
-                    net = ResidualMLP(in_dim, width, depth, out_dim, seed=s)
-                    hists.append(train_classifier(net, data, seed=s, device=device, **kw))
-                steps_logged = hists[0]["step"]
-                table = {
-                    k: np.array([h[k] for h in hists]).T
-                    for k in ("train_loss", "test_loss", "train_error", "test_error")
-                }
+                ens = ResidualEnsemble(in_dim, width, depth, out_dim, member_seeds)
             else:
-                ens = MLPEnsemble(in_dim, [width] * len(seeds), depth, out_dim, seeds, "relu", arch)
-                table = train_ensemble(ens, data, device=device, **kw)
-                steps_logged = table["step"]
-            for i, step in enumerate(steps_logged):
-                for j, s in enumerate(seeds):
+                ens = MLPEnsemble(
+                    in_dim, [width] * len(members), depth, out_dim, member_seeds, "relu", arch
+                )
+            table = train_ensemble(
+                ens, data, lr=member_lrs, log_every=log_every, device=device, **kw
+            )
+            for i, step in enumerate(table["step"]):
+                for j, (lr, s) in enumerate(members):
                     rec = {"architecture": arch, "depth": int(depth), "width": int(width)}
-                    rec.update(seed=int(s), step=int(step))
+                    rec.update(lr=lr, seed=s, step=int(step))
                     for k in ("train_loss", "test_loss", "train_error", "test_error"):
                         v = float(table[k][i][j])
                         rec[k] = v if np.isfinite(v) else None
@@ -125,15 +163,37 @@ def depth_records(
     return records
 
 
+def ntk_trace(net: nn.Module, x: torch.Tensor) -> float:
+    r"""Mean over the inputs ``x`` of the trace of the neural tangent kernel at ``net``'s weights,
+    :math:`\frac1n \sum_i \sum_k \|\nabla_\theta f_k(x_i)\|^2`.
+
+    For the squared loss, gradient descent is stable only below a learning rate of
+    :math:`2/\lambda_{\max}` of the kernel, so its size sets the scale of the usable learning
+    rate. A plain He-initialised ReLU MLP's kernel is a sum of one term per layer of about the
+    same size, so it grows like the depth; a residual network with branches scaled by
+    :math:`1/\sqrt L` has :math:`L` terms of size :math:`1/L`, and its kernel does not grow.
+    """
+    params = [p for p in net.parameters() if p.requires_grad]
+    total = 0.0
+    for i in range(len(x)):
+        out = net(x[i : i + 1])[0]
+        for k in range(out.shape[0]):
+            grads = torch.autograd.grad(out[k], params, retain_graph=k + 1 < out.shape[0])
+            total += sum(float(g.pow(2).sum()) for g in grads)
+    return total / len(x)
+
+
 def run_config(config: Mapping) -> list[dict]:
     """The depth records of a config: its data set, then each run's grid arguments over
-    the shared ones."""
+    the shared ones (learning rates given as ``log2_lrs``)."""
     from scalinglab.engine.sweep_config import load_dataset
 
     data = load_dataset(config["dataset"])
     records = []
     for run in config["runs"]:
-        records += depth_records(data, **{**config["grid"], **run})
+        grid = {**config["grid"], **run}
+        grid["lrs"] = [2.0**e for e in grid.pop("log2_lrs")]
+        records += depth_records(data, **grid)
     return records
 
 
