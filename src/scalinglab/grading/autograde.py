@@ -30,6 +30,7 @@ from pathlib import Path
 import nbformat
 
 from scalinglab.grading.course import Course, source_notebook_path
+from scalinglab.grading.hidden import secret_paths
 from scalinglab.grading.notebooks import graded_parts
 
 DEFAULT_TIMEOUT = 900  # seconds for a whole submission; the contract asks for <= 120 s
@@ -132,7 +133,8 @@ def autograde(
             "sandbox": bool(sandbox),
             "cell_timeout": float(cell_timeout or _configured_cell_timeout(course)),
             "timeout": float(timeout),
-            "secret": [str(course.root), str(Path(notebook).resolve()), str(Path.cwd())],
+            "secret": [str(course.root), str(Path(notebook).resolve()), str(Path.cwd())]
+            + [str(path) for path in secret_paths()],  # the instructor's hidden-test secret
             "limits": limits or {},
             "threads": threads,
         }
