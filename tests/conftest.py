@@ -55,6 +55,29 @@ def assert_mistakes_cost(course, tmp_path, assignment, replacements, points_lost
     return report
 
 
+def course_copy(tmp_path, course, extra_config: str = "") -> Course:
+    """A course at ``tmp_path/course`` sharing this one's solutions and exercises (links), with
+    its own ``nbgrader_config.py`` (``extra_config`` appended), gradebook and submissions."""
+    root = tmp_path / "course"
+    root.mkdir()
+    (root / "nbgrader_config.py").write_text(
+        (course.root / "nbgrader_config.py").read_text() + "\n" + extra_config + "\n"
+    )
+    (root / "solutions").symlink_to(course.source_dir)
+    (root / "exercises").symlink_to(course.release_dir)
+    return Course(root)
+
+
+def submit(course: Course, student: str, assignment: str, notebook, timestamp: str) -> Path:
+    """Put ``notebook`` where nbgrader's collect leaves it, with its ``timestamp.txt``."""
+    folder = course.root / "submitted" / student / assignment
+    folder.mkdir(parents=True)
+    target = folder / f"{assignment}.ipynb"
+    target.write_bytes(Path(notebook).read_bytes())
+    (folder / "timestamp.txt").write_text(timestamp)
+    return target
+
+
 def gradebook_rows(db) -> list[tuple]:
     """``(student, grade_id, auto_score)`` of every grade in an nbgrader SQLite gradebook,
     sorted; checks the database's integrity and that no trigger was planted in it."""

@@ -184,7 +184,7 @@ def _cmd_grade(args) -> int:
     reports = grade_submissions(
         args.assignment,
         pairs,
-        gradebook=args.gradebook,
+        gradebook=args.db_url or args.gradebook,
         course=course,
         timeout=args.timeout,
         cell_timeout=args.cell_timeout,
@@ -320,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--gradebook", default="gradebook.db", metavar="FILE", help="nbgrader SQLite gradebook"
+    )
+    p.add_argument(
+        "--db-url",
+        metavar="URL",
+        help="the gradebook as an SQLAlchemy URL instead of --gradebook, e.g. "
+        "postgresql://grader@dbhost/course (then: nbgrader export --db=URL)",
     )
     p.add_argument(
         "--timeout",
