@@ -15,6 +15,7 @@ import pytest
 
 from scalinglab.grading import Course
 from scalinglab.grading.sandbox import available
+from scalinglab.grading.variants import SELF_STUDY
 
 ROOT = Path(__file__).resolve().parents[1]
 # Grade in the OS sandbox where bubblewrap works (CI installs it); elsewhere the scoring
@@ -53,7 +54,8 @@ def assert_mistakes_cost(course, tmp_path, assignment, replacements, points_lost
     wrong = with_solution_replaced(
         source_notebook_path(assignment, course), replacements, tmp_path / "wrong.ipynb"
     )
-    report = autograde(wrong, assignment, course, sandbox=SANDBOX)
+    # graded under the id the solution notebooks carry (per-student variants check it)
+    report = autograde(wrong, assignment, course, student=SELF_STUDY, sandbox=SANDBOX)
     assert report.error is None, report.summary()
     assert report.lost() == sorted(points_lost), report.summary()
     for part, points in points_lost.items():

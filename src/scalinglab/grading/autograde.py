@@ -137,6 +137,7 @@ def autograde(
             + [str(path) for path in secret_paths()],  # the instructor's hidden-test secret
             "limits": limits or {},
             "threads": threads,
+            "student": student,  # per-student variants: the id the tests check against
         }
         _run_worker(job, report, Path(tmp))
     report.elapsed = time.monotonic() - started
@@ -168,6 +169,8 @@ def _run_worker(job: dict, report: GradeReport, tmp: Path) -> None:
                 **thread_env(job.get("threads")),
                 "MPLBACKEND": "Agg",
                 "TMPDIR": str(tmp),
+                # for the tests' side only: the student's process gets its own environment
+                "SCALINGLAB_GRADED_STUDENT": str(job.get("student", "")),
             },
         )
     proc.stdin.write(json.dumps(job).encode())
