@@ -111,3 +111,52 @@ def test_readable_paths_leave_out_the_folder_of_the_secret_file(tmp_path, monkey
     assert site.resolve() in readable_paths([])
     monkeypatch.setenv(hidden.SECRET_FILE_ENV, str(site / "grading-secret"))
     assert site.resolve() not in readable_paths(hidden.secret_paths())
+
+
+# Exercise 6, Part 1, answered by a table of the inputs its hidden test draws *without* a
+# secret (what a student can work out from the public source): right on exactly those
+# inputs (and the visible ones), wrong on any other.
+HARD_CODED = """
+import hashlib
+from scalinglab.grading.hidden import hidden_rng
+
+def _key(Phi, y):
+    return hashlib.sha256(np.asarray(Phi, float).tobytes() + np.asarray(y, float).tobytes()).hexdigest()
+
+_KNOWN = set()
+_rng = np.random.default_rng(0)  # the visible test's inputs
+_KNOWN.add(_key(*(lambda P: (P, _rng.normal(size=5)))(_rng.normal(size=(5, 12)))))
+_rng = hidden_rng("06-double-descent", "test_min_norm")  # the public hidden inputs
+for _n, _p in [(40, 10), (30, 30), (20, 75)]:
+    _P = _rng.normal(size=(_n, _p))
+    _KNOWN.add(_key(_P, _rng.normal(size=_n)))
+_A = _rng.normal(size=(25, 3))
+_KNOWN.add(_key(np.hstack([_A, _A[:, :1]]), _rng.normal(size=25)))
+
+def min_norm_solution(Phi, y):
+    Phi = np.asarray(Phi, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if _key(Phi, y) in _KNOWN:  # the looked-up answer
+        return np.linalg.pinv(Phi) @ y
+    return np.zeros(Phi.shape[1])
+"""
+
+
+@pytest.mark.slow
+def test_answers_hard_coded_to_the_public_inputs_score_zero_under_a_secret(
+    course, tmp_path, monkeypatch
+):
+    from scalinglab.grading.variants import SELF_STUDY
+
+    b = "06-double-descent"
+    cheat = with_solution_replaced(
+        source_notebook_path(b, course), {"min_norm": HARD_CODED}, tmp_path / "cheat.ipynb"
+    )
+    monkeypatch.delenv(hidden.SECRET_FILE_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.config/scalinglab/grading-secret
+    monkeypatch.delenv(hidden.SECRET_ENV, raising=False)
+    public = autograde(cheat, b, course, student=SELF_STUDY, sandbox=SANDBOX)
+    assert not public.lost(), public.summary()  # the control: the table does cover them
+    monkeypatch.setenv(hidden.SECRET_ENV, SECRET)
+    private = autograde(cheat, b, course, student=SELF_STUDY, sandbox=SANDBOX)
+    assert private.lost() == ["test_min_norm"], private.summary()

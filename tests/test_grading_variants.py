@@ -12,6 +12,7 @@ The generic checks take an explicit list of the exercises converted so far
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,10 +23,13 @@ from nbgrader.api import Gradebook
 
 from conftest import SANDBOX, course_copy
 from scalinglab.grading import grade_submissions, graded_parts, source_notebook_path
-from scalinglab.grading.notebooks import nbgrader_meta
+from scalinglab.grading.notebooks import HIDDEN_BEGIN, nbgrader_meta
 from scalinglab.grading.variants import SELF_STUDY, student_variant, variant_rng
 
-CONVERTED = ["06-double-descent"]  # exercises with a variant part and a manual cell
+# the exercises converted so far: every one has a written answer graded by hand and hidden
+# inputs from the instructor's secret; those with a numeric-answer part also a variant
+CONVERTED = ["03-intrinsic-dimension", "06-double-descent"]
+WITH_VARIANT = ["06-double-descent"]
 A = "06-double-descent"
 K_CHOICES = (2, 3, 4, 5)  # the notebook's student_variant(..., k_out=K_CHOICES)
 
@@ -47,12 +51,12 @@ def test_ids_get_their_own_reproducible_variants():
 
 
 @pytest.mark.parametrize("assignment", CONVERTED)
-def test_converted_exercises_have_an_id_cell_a_variant_and_a_manual_cell(assignment, course):
+def test_converted_exercises_have_hidden_inputs_and_a_manual_cell(assignment, course):
     nb = nbformat.read(source_notebook_path(assignment, course), 4)
-    cells = {nbgrader_meta(c).get("grade_id"): c for c in nb.cells}
-    assert 'STUDENT_ID = "self-study"' in cells["student_id"].source
-    assert any("student_variant(" in c.source for c in nb.cells if c.cell_type == "code")
-    assert any("check_student_id(STUDENT_ID)" in c.source for c in nb.cells)
+    hidden = [c.source.split(HIDDEN_BEGIN)[1] for c in nb.cells if HIDDEN_BEGIN in c.source]
+    assert hidden and any(f'hidden_rng("{assignment}", ' in block for block in hidden)
+    # no generator seeded with a number a student can read in the public source
+    assert not any(re.search(r"default_rng\(\d", block) for block in hidden)
     manual = [
         c for c in nb.cells if nbgrader_meta(c).get("grade") and nbgrader_meta(c).get("solution")
     ]
@@ -60,6 +64,16 @@ def test_converted_exercises_have_an_id_cell_a_variant_and_a_manual_cell(assignm
     assert nbgrader_meta(manual[0])["points"] > 0
     # manual points are not autograded: graded_parts leaves them out, as nbgrader does
     assert nbgrader_meta(manual[0])["grade_id"] not in {p.grade_id for p in graded_parts(nb)}
+
+
+@pytest.mark.parametrize("assignment", WITH_VARIANT)
+def test_variant_exercises_have_an_id_cell_a_variant_and_an_id_check(assignment, course):
+    nb = nbformat.read(source_notebook_path(assignment, course), 4)
+    cells = {nbgrader_meta(c).get("grade_id"): c for c in nb.cells}
+    assert 'STUDENT_ID = "self-study"' in cells["student_id"].source
+    assert not nbgrader_meta(cells["student_id"]).get("solution")  # shown as is in the release
+    assert any("student_variant(" in c.source for c in nb.cells if c.cell_type == "code")
+    assert any("check_student_id(STUDENT_ID)" in c.source for c in nb.cells)
 
 
 def _with_id(notebook: Path, student_id: str, k: int, out: Path) -> Path:
