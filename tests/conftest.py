@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import glob
+import os
 import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -10,6 +17,7 @@ import pytest
 
 from scalinglab.grading import Course
 from scalinglab.grading.sandbox import available
+from scalinglab.grading.variants import SELF_STUDY
 
 ROOT = Path(__file__).resolve().parents[1]
 # Grade in the OS sandbox where bubblewrap works (CI installs it); elsewhere the scoring
@@ -61,13 +69,37 @@ def assert_mistakes_cost(course, tmp_path, assignment, replacements, points_lost
     wrong = with_solution_replaced(
         source_notebook_path(assignment, course), replacements, tmp_path / "wrong.ipynb"
     )
-    report = autograde(wrong, assignment, course, sandbox=SANDBOX)
+    # graded under the id the solution notebooks carry (per-student variants check it)
+    report = autograde(wrong, assignment, course, student=SELF_STUDY, sandbox=SANDBOX)
     assert report.error is None, report.summary()
     assert report.lost() == sorted(points_lost), report.summary()
     for part, points in points_lost.items():
         assert report.parts[part] == (0.0, points), report.summary()
     assert report.score == report.max_score - sum(points_lost.values())
     return report
+
+
+def course_copy(tmp_path, course, extra_config: str = "") -> Course:
+    """A course at ``tmp_path/course`` sharing this one's solutions and exercises (links), with
+    its own ``nbgrader_config.py`` (``extra_config`` appended), gradebook and submissions."""
+    root = tmp_path / "course"
+    root.mkdir()
+    (root / "nbgrader_config.py").write_text(
+        (course.root / "nbgrader_config.py").read_text() + "\n" + extra_config + "\n"
+    )
+    (root / "solutions").symlink_to(course.source_dir)
+    (root / "exercises").symlink_to(course.release_dir)
+    return Course(root)
+
+
+def submit(course: Course, student: str, assignment: str, notebook, timestamp: str) -> Path:
+    """Put ``notebook`` where nbgrader's collect leaves it, with its ``timestamp.txt``."""
+    folder = course.root / "submitted" / student / assignment
+    folder.mkdir(parents=True)
+    target = folder / f"{assignment}.ipynb"
+    target.write_bytes(Path(notebook).read_bytes())
+    (folder / "timestamp.txt").write_text(timestamp)
+    return target
 
 
 def gradebook_rows(db) -> list[tuple]:
@@ -86,3 +118,76 @@ def gradebook_rows(db) -> list[tuple]:
             "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
             "JOIN student ON submitted_assignment.student_id = student.id ORDER BY 1, 2"
         ).fetchall()
+
+
+# ``SCALINGLAB_REQUIRE_POSTGRES=1`` (as in .ci/run): the PostgreSQL test must run, not skip.
+REQUIRE_POSTGRES = os.environ.get("SCALINGLAB_REQUIRE_POSTGRES") == "1"
+
+
+def _postgres_bin() -> Path | None:
+    """The folder holding ``initdb``, ``pg_ctl`` and ``createdb``: Debian's versioned folder
+    (the newest), else the one ``pg_ctl`` on PATH resolves to."""
+    tools = ("initdb", "pg_ctl", "createdb")
+    folders = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda f: float(f.split("/")[-2]), reverse=True
+    )
+    on_path = shutil.which("pg_ctl")
+    folders += [str(Path(on_path).resolve().parent)] if on_path else []
+    for folder in folders:
+        if all((Path(folder) / tool).is_file() for tool in tools):
+            return Path(folder)
+    return None
+
+
+@pytest.fixture
+def postgres_url():
+    """A real PostgreSQL server for one test: ``initdb`` on a temporary data folder, served
+    by ``pg_ctl`` on a Unix socket in that folder only (no TCP port), stopped afterwards by
+    its postmaster's PID. Yields an SQLAlchemy URL of an empty database. PostgreSQL refuses
+    to run as root, so as root the server runs as the ``postgres`` user."""
+    bindir = _postgres_bin()
+    if bindir is None:
+        reason = "PostgreSQL is not installed (Debian: apt-get install postgresql)"
+        (pytest.fail if REQUIRE_POSTGRES else pytest.skip)(reason)
+    base = Path(tempfile.mkdtemp(prefix="scalinglab-pg-"))  # short: a socket path is <108 bytes
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        user = pwd.getpwnam("postgres")
+        os.chown(base, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data = base / "data"
+
+    def run(*argv):
+        done = subprocess.run([*as_user, *argv], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{argv[0]}: {done.stdout}{done.stderr}"
+
+    pid = None
+    try:
+        run(str(bindir / "initdb"), "-D", str(data), "-U", "grader", "--auth=trust", "-E", "UTF8")
+        options = f"-k {base} -c listen_addresses='' -F"
+        run(
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(base / "log"),
+            "-w",
+            "start",
+        )
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        run(str(bindir / "createdb"), "-h", str(base), "-U", "grader", "gradebook")
+        yield f"postgresql://grader@/gradebook?host={base}"
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown
+            for _ in range(300):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+        shutil.rmtree(base, ignore_errors=True)

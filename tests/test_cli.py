@@ -75,7 +75,7 @@ def test_help_imports_nothing_heavy(command):
 def test_every_argument_has_help_and_plain_text():
     parser = build_parser()
     commands = _subparsers(parser)
-    assert set(commands) == {"list", "release", "start", "validate", "grade", "sweep"}
+    assert set(commands) == {"list", "release", "start", "validate", "grade", "similarity", "sweep"}
     for name, sub in [("scalinglab", parser), *commands.items()]:
         for action in sub._actions:
             if isinstance(action, argparse._SubParsersAction):

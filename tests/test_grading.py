@@ -1,7 +1,9 @@
 """The grading pipeline, for every assignment under solutions/ (real nbgrader runs).
 
 For each assignment: the solution scores full marks through ``nbgrader autograde`` (with
-the hidden tests), the untouched release scores zero, the release holds no solution code
+the hidden tests; graded under the id the solutions carry, ``self-study``, which per-student
+variants check; manually graded cells are not part of the autograded maximum), the
+untouched release scores zero, the release holds no solution code
 and no hidden test, and the committed ``exercises/`` equals a fresh generation.
 """
 
@@ -21,6 +23,7 @@ from scalinglab.grading import (
     release_notebook_path,
     source_notebook_path,
 )
+from scalinglab.grading.variants import SELF_STUDY
 
 ASSIGNMENTS = assignments()
 
@@ -65,7 +68,11 @@ def test_release_is_fresh_and_leak_free(assignment, course, tmp_path):
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_solution_scores_full_marks(assignment, course):
     report = autograde(
-        source_notebook_path(assignment, course), assignment, course, sandbox=SANDBOX
+        source_notebook_path(assignment, course),
+        assignment,
+        course,
+        student=SELF_STUDY,
+        sandbox=SANDBOX,
     )
     assert report.error is None, report.summary()
     assert report.max_score > 0
@@ -76,7 +83,11 @@ def test_solution_scores_full_marks(assignment, course):
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_untouched_release_scores_zero(assignment, course):
     report = autograde(
-        release_notebook_path(assignment, course), assignment, course, sandbox=SANDBOX
+        release_notebook_path(assignment, course),
+        assignment,
+        course,
+        student=SELF_STUDY,
+        sandbox=SANDBOX,
     )
     assert report.error is None, report.summary()
     assert report.score == 0, report.summary()

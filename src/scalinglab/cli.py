@@ -27,6 +27,7 @@ instructors:
   scalinglab list
   scalinglab release --all                    # regenerate exercises/ from solutions/
   scalinglab grade 01-softmax-cross-entropy   # every submitted/STUDENT/01-.../*.ipynb
+  scalinglab similarity 01-softmax-cross-entropy   # HTML report, most similar first
   nbgrader export                             # the gradebook as grades.csv
   scalinglab sweep CONFIG.json --out RECORDS.jsonl"""
 
@@ -180,7 +181,7 @@ def _cmd_grade(args) -> int:
     reports = grade_submissions(
         args.assignment,
         pairs,
-        gradebook=args.gradebook,
+        gradebook=args.db_url or args.gradebook,
         course=course,
         timeout=args.timeout,
         cell_timeout=args.cell_timeout,
@@ -209,6 +210,38 @@ def _cmd_grade(args) -> int:
             f"autograded notebooks: {course.root / 'autograded'}/"
         )
     return 1 if failed else 0
+
+
+def _cmd_similarity(args) -> int:
+    from scalinglab.grading import Course
+    from scalinglab.grading.gradebook import collect_submissions
+    from scalinglab.grading.similarity import similarity_report
+
+    course = Course.locate()
+    if not _known_assignment(course, args.assignment, "similarity"):
+        return 2
+    if args.submissions:
+        pairs = [_parse_submission(s) for s in args.submissions]
+    else:
+        pairs = collect_submissions(
+            course, args.assignment, warn=lambda m: print(f"warning: {m}", file=sys.stderr)
+        )
+    if len(pairs) < 1:
+        print(
+            f"scalinglab similarity: error: no submissions of {args.assignment} found",
+            file=sys.stderr,
+        )
+        return 2
+    out = Path(args.out or f"similarity-{args.assignment}.html")
+    ranked = similarity_report(args.assignment, pairs, out, course)
+    for pair in ranked[: args.top]:
+        print(
+            f"{max(pair.similarity, pair.other_similarity):6.0%}  {pair.student} ~ {pair.other}"
+            f"  ({pair.similarity:.0%} of {pair.student}, {pair.other_similarity:.0%} of "
+            f"{pair.other})"
+        )
+    print(f"report (most similar first, shared code highlighted): {out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,6 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--gradebook", default="gradebook.db", metavar="FILE", help="nbgrader SQLite gradebook"
     )
     p.add_argument(
+        "--db-url",
+        metavar="URL",
+        help="the gradebook as an SQLAlchemy URL instead of --gradebook, e.g. "
+        "postgresql://grader@dbhost/course (then: nbgrader export --db=URL)",
+    )
+    p.add_argument(
         "--timeout",
         type=float,
         default=900,
@@ -376,6 +415,32 @@ def build_parser() -> argparse.ArgumentParser:
         "students' code, but their code can read and write what you can",
     )
     p.set_defaults(func=_cmd_grade)
+
+    p = add(
+        "similarity",
+        "compare submissions with each other and the public solution (instructors)",
+        "Compare the solution cells of every submission of an assignment with every other\n"
+        "and with the course's public solution (copydetect: winnowed fingerprints, names\n"
+        "normalised, the released stubs ignored), and write an HTML report with the pairs\n"
+        "ranked by similarity. It is evidence for the instructor to judge, not a penalty.",
+        "examples:\n"
+        "  scalinglab similarity 01-softmax-cross-entropy   # every submitted/STUDENT/...\n"
+        "  scalinglab similarity 01-softmax-cross-entropy alice=a.ipynb bob=b.ipynb "
+        "--out report.html",
+    )
+    p.add_argument("assignment", help="e.g. 01-softmax-cross-entropy (see: scalinglab list)")
+    p.add_argument(
+        "submissions",
+        nargs="*",
+        metavar="SUBMISSION",
+        help="STUDENT=NOTEBOOK.ipynb or NOTEBOOK.ipynb "
+        "(default: every submitted/STUDENT/ASSIGNMENT/*.ipynb)",
+    )
+    p.add_argument(
+        "--out", metavar="FILE", help="the HTML report (default: similarity-ASSIGNMENT.html)"
+    )
+    p.add_argument("--top", type=int, default=10, metavar="N", help="pairs printed here")
+    p.set_defaults(func=_cmd_similarity)
 
     sweep_cli.register(sub, formatter_class=HelpFormatter)
     return parser

@@ -30,6 +30,7 @@ from pathlib import Path
 import nbformat
 
 from scalinglab.grading.course import Course, source_notebook_path
+from scalinglab.grading.hidden import secret_paths
 from scalinglab.grading.notebooks import graded_parts
 
 DEFAULT_TIMEOUT = 900  # seconds for a whole submission; the contract asks for <= 120 s
@@ -132,9 +133,11 @@ def autograde(
             "sandbox": bool(sandbox),
             "cell_timeout": float(cell_timeout or _configured_cell_timeout(course)),
             "timeout": float(timeout),
-            "secret": [str(course.root), str(Path(notebook).resolve()), str(Path.cwd())],
+            "secret": [str(course.root), str(Path(notebook).resolve()), str(Path.cwd())]
+            + [str(path) for path in secret_paths()],  # the instructor's hidden-test secret
             "limits": limits or {},
             "threads": threads,
+            "student": student,  # per-student variants: the id the tests check against
         }
         _run_worker(job, report, Path(tmp))
     report.elapsed = time.monotonic() - started
@@ -166,6 +169,8 @@ def _run_worker(job: dict, report: GradeReport, tmp: Path) -> None:
                 **thread_env(job.get("threads")),
                 "MPLBACKEND": "Agg",
                 "TMPDIR": str(tmp),
+                # for the tests' side only: the student's process gets its own environment
+                "SCALINGLAB_GRADED_STUDENT": str(job.get("student", "")),
             },
         )
     proc.stdin.write(json.dumps(job).encode())

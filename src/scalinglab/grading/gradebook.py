@@ -1,9 +1,16 @@
 """Grade many submissions and record the scores in the instructor's nbgrader gradebook.
 
 Each submission is autograded in isolation (:func:`scalinglab.grading.autograde`); only
-this process writes the gradebook, one SQLite transaction per submission, so a crash or a
+this process writes the gradebook, one transaction per submission, so a crash or a
 hostile notebook can never leave it half-written. The result is an ordinary nbgrader
 gradebook: ``nbgrader export`` and formgrader read it as usual.
+
+The gradebook is a SQLite file by default, or any SQLAlchemy URL nbgrader supports
+(``postgresql://user@host/db``: nbgrader's FAQ advises a server database when several
+people grade with formgrader at once). After each submission is recorded, nbgrader's own
+late-penalty preprocessor runs on it (:mod:`scalinglab.grading.late`). Manually graded
+cells are left alone: their scores stay empty until a person grades them in formgrader,
+and grading again never touches a manual score.
 """
 
 from __future__ import annotations
@@ -25,12 +32,28 @@ from scalinglab.grading.autograde import (
     SandboxUnavailable,
     autograde,
 )
-from scalinglab.grading.course import Course
+from scalinglab.grading.course import Course, source_notebook_path
+from scalinglab.grading.late import assign_late_penalties
 from scalinglab.grading.release import generate
 
 
-def _check_integrity(db_path: Path) -> None:
-    if not db_path.exists():
+def db_url(gradebook: str | os.PathLike) -> str:
+    """An SQLAlchemy URL for ``gradebook``: a URL (``postgresql://...``) as it is, a path as
+    the SQLite file there (absolute)."""
+    text = str(gradebook)
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).resolve()}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL, or None for a server database."""
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
+def _check_integrity(gradebook: str | os.PathLike) -> None:
+    db_path = sqlite_path(db_url(gradebook))
+    if db_path is None or not db_path.exists():
         return
     with sqlite3.connect(db_path) as conn:
         (status,) = conn.execute("PRAGMA integrity_check").fetchone()
@@ -38,10 +61,11 @@ def _check_integrity(db_path: Path) -> None:
         raise RuntimeError(f"gradebook {db_path} is corrupted: {status}")
 
 
-def register_assignment(course: Course, assignment: str, db_path: Path) -> None:
-    """Make sure the gradebook knows the assignment's notebooks and graded cells."""
+def register_assignment(course: Course, assignment: str, gradebook: str | os.PathLike) -> None:
+    """Make sure the gradebook (a path or a URL) knows the assignment's notebooks and graded
+    cells; an assignment already there keeps its due date."""
     with tempfile.TemporaryDirectory(prefix="scalinglab-register-") as tmp:
-        generate(course, assignment, Path(tmp) / "release", db_path)
+        generate(course, assignment, Path(tmp) / "release", db_url(gradebook))
 
 
 def submission_timestamp(notebook: Path) -> datetime:
@@ -60,9 +84,13 @@ def submission_timestamp(notebook: Path) -> datetime:
     )
 
 
-def record(report: GradeReport, db_path: Path, timestamp: datetime | None = None) -> None:
-    """Write one report's auto-scores into the gradebook in a single transaction, each
-    clamped to its part's points (which the gradebook holds from the source notebook)."""
+def record(
+    report: GradeReport, gradebook: str | os.PathLike, timestamp: datetime | None = None
+) -> None:
+    """Write one report's auto-scores into the gradebook (a path or a URL) in a single
+    transaction, each clamped to its part's points (which the gradebook holds from the
+    source notebook). Only the autograded parts are written: a manually graded cell keeps
+    its scores (empty until a person grades it) however often the submission is graded."""
     from nbgrader.api import Gradebook
 
     with warnings.catch_warnings():
@@ -70,7 +98,7 @@ def record(report: GradeReport, db_path: Path, timestamp: datetime | None = None
         # session knows them; SQLAlchemy warns, then inserts them on commit all the same
         # (the tests read every row back), so the warning says nothing to an instructor.
         warnings.filterwarnings("ignore", message=".*not in session.*")
-        with Gradebook(f"sqlite:///{db_path}") as gb:
+        with Gradebook(db_url(gradebook)) as gb:
             try:
                 gb.update_or_create_student(report.student)
                 extra = {"timestamp": timestamp} if timestamp else {}
@@ -92,7 +120,7 @@ def record(report: GradeReport, db_path: Path, timestamp: datetime | None = None
 def grade_submissions(
     assignment: str,
     submissions: Iterable[tuple[str, str | os.PathLike]],
-    gradebook: str | os.PathLike = "gradebook.db",
+    gradebook: str | os.PathLike = "gradebook.db",  # a SQLite file or an SQLAlchemy URL
     course: Course | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     cell_timeout: float | None = None,
@@ -123,10 +151,12 @@ def grade_submissions(
 
     course = course or Course.locate()
     course.check_assignment(assignment)
-    db_path = Path(gradebook).resolve()
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    _check_integrity(db_path)
-    register_assignment(course, assignment, db_path)
+    url = db_url(gradebook)
+    if sqlite_path(url) is not None:
+        sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+    _check_integrity(url)
+    register_assignment(course, assignment, url)
+    config = course.config()
     pairs = [(student, Path(notebook)) for student, notebook in submissions]
     jobs = max(1, min(int(jobs), len(pairs) or 1))
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -160,8 +190,15 @@ def grade_submissions(
             except Exception as exc:  # noqa: BLE001 -- a grader bug must not stop the batch
                 report = GradeReport(assignment, student, error=f"{GRADER_ERROR}: {exc!r}")
             if not report.error or not report.error.startswith((UNGRADABLE, GRADER_ERROR)):
-                record(report, db_path, submission_timestamp(notebook))
-                _check_integrity(db_path)
+                record(report, url, submission_timestamp(notebook))
+                _check_integrity(url)
+                assign_late_penalties(
+                    config,
+                    url,
+                    assignment,
+                    student,
+                    [source_notebook_path(assignment, course).stem],
+                )
                 if feedback_root is not None:
                     from scalinglab.grading.feedback import write_feedback
 
@@ -190,8 +227,6 @@ def collect_submissions(
     that name contributes its only notebook, or nothing (with a warning) if there are
     several.
     """
-    from scalinglab.grading.course import source_notebook_path
-
     expected = source_notebook_path(assignment, course).name
     pairs = []
     for folder in sorted((course.root / "submitted").glob(f"*/{assignment}")):

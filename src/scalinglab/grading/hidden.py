@@ -56,6 +56,17 @@ def instructor_secret() -> str:
     return PUBLIC_SECRET
 
 
+def secret_paths() -> list[Path]:
+    """Files and folders that may hold the secret: kept out of the grading sandbox (the
+    grader passes them to :func:`scalinglab.grading.sandbox.readable_paths` as secret), so
+    a folder the sandbox would otherwise bind (a ``sys.path`` entry, say) never exposes it."""
+    paths = [DEFAULT_SECRET_FILE.expanduser().parent]
+    named = os.environ.get(SECRET_FILE_ENV)
+    if named:
+        paths.append(Path(named).expanduser().resolve())
+    return paths
+
+
 def derive_seed(*parts: str, secret: str | None = None) -> int:
     """A 64-bit seed from the secret and ``parts``: SHA-256 over them, NUL-separated."""
     key = instructor_secret() if secret is None else secret

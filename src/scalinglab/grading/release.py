@@ -36,15 +36,13 @@ def _put_interpreter_scripts_on_path() -> None:
         os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
 
 
-def generate(course: Course, assignment: str, release_dir: Path, db_path: Path) -> None:
+def generate(course: Course, assignment: str, release_dir: Path, db: Path | str) -> None:
     """Run ``nbgrader generate_assignment`` for ``assignment`` of ``course``, writing the
     student notebooks to ``release_dir/assignment`` and the assignment's cells (with
-    hidden tests) to the gradebook at ``db_path`` (both may lie outside the course)."""
-    api = nbgrader_api(
-        course,
-        release_directory=str(Path(release_dir).resolve()),
-        db_url=f"sqlite:///{Path(db_path).resolve()}",
-    )
+    hidden tests) to the gradebook ``db``: a SQLite file or an SQLAlchemy URL (both may
+    lie outside the course)."""
+    url = str(db) if "://" in str(db) else f"sqlite:///{Path(db).resolve()}"
+    api = nbgrader_api(course, release_directory=str(Path(release_dir).resolve()), db_url=url)
     target = Path(release_dir) / assignment
     if target.exists():  # start clean: a stale file must never survive a release
         shutil.rmtree(target)
