@@ -116,15 +116,27 @@ def test_periodic_interpolation_in_1d_matches_numpy_periodic_interp():
 
 
 def test_periodic_interpolation_equals_plain_delaunay_in_the_interior():
-    # Far from the edges the padded triangulation is the plain one; an affine function is
-    # reproduced exactly (barycentric weights sum to one).
+    # Far from the edges the padded triangulation is the plain one. The target is not
+    # affine: an affine function is reproduced exactly by *any* triangulation (barycentric
+    # weights sum to one and reproduce the coordinates), so it could not tell a different
+    # triangulation apart. A curved one can: the control below triangulates the same points
+    # after stretching one axis (a different Delaunay triangulation of the same vertices)
+    # and misses the reference by far more than the tolerance.
     rng = np.random.default_rng(5)
     theta = rng.uniform(0, TWO_PI, size=(2000, 2))
-    y = 0.7 * theta[:, 0] - 1.3 * theta[:, 1] + 2.0
+
+    def f(t):
+        return np.sin(t[:, 0]) * np.cos(2 * t[:, 1]) + 0.1 * t[:, 0] ** 2
+
     q = rng.uniform(1.5, TWO_PI - 1.5, size=(300, 2))
-    got = periodic_linear_interpolate(theta, y, q)
-    np.testing.assert_allclose(got, 0.7 * q[:, 0] - 1.3 * q[:, 1] + 2.0, atol=1e-9)
-    np.testing.assert_allclose(got, LinearNDInterpolator(theta, y)(q), atol=1e-9)
+    got = periodic_linear_interpolate(theta, f(theta), q)
+    np.testing.assert_allclose(got, LinearNDInterpolator(theta, f(theta))(q), atol=1e-9)
+    stretch = np.array([3.0, 1.0])
+    other = LinearNDInterpolator(theta * stretch, f(theta))(q * stretch)
+    assert np.max(np.abs(other - got)) > 1e-3  # the comparison above can fail
+    # and the affine case: reproduced exactly
+    affine = periodic_linear_interpolate(theta, 0.7 * theta[:, 0] - 1.3 * theta[:, 1] + 2.0, q)
+    np.testing.assert_allclose(affine, 0.7 * q[:, 0] - 1.3 * q[:, 1] + 2.0, atol=1e-9)
 
 
 @pytest.mark.parametrize("d, n, cells", [(2, 500, 2), (3, 2000, 2), (4, 1000, 1)])
