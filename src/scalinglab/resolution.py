@@ -67,6 +67,8 @@ __all__ = [
     "one_nn_predict",
     "periodic_linear_interpolate",
     "mse",
+    "torus_teacher_grad_sq",
+    "one_nn_mse_prediction",
     "spacing_curve",
     "regression_curve",
     "MLP_SWEEP_DIMS",
@@ -251,6 +253,53 @@ def mse(pred, y) -> float:
     pred = np.asarray(pred, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     return float(np.mean((pred.reshape(y.shape) - y) ** 2))
+
+
+def torus_teacher_grad_sq(d: int, n_points: int = 20000, seed: int = 0, h: float = 1e-4) -> float:
+    r""":math:`\mathbb E_\theta |\nabla_\theta f|^2` of the standardised teacher of
+    :func:`scalinglab.data.teacher_student.teacher_student_dataset` (seed ``seed``) on the
+    flat torus :math:`T^d`, the gradient taken along the torus (in the angles, the metric
+    the unit-radius embedding induces). Central differences of step ``h`` (error
+    :math:`O(h^2)`, far below the Monte-Carlo error) averaged over ``n_points`` uniform
+    angles from their own stream."""
+    from scalinglab.data.teacher_student import standardised_teacher
+
+    target = standardised_teacher(d, "torus", seed=seed)
+    theta = np.random.default_rng([seed, d, 99]).uniform(0, TWO_PI, size=(n_points, d))
+
+    def embed(t):
+        out = np.empty((len(t), 2 * d))
+        out[:, 0::2], out[:, 1::2] = np.cos(t), np.sin(t)
+        return out
+
+    grad_sq = np.zeros(n_points)
+    for k in range(d):
+        step = np.zeros(d)
+        step[k] = h
+        diff = (target(embed(theta + step)) - target(embed(theta - step)))[:, 0] / (2 * h)
+        grad_sq += diff**2
+    return float(grad_sq.mean())
+
+
+def one_nn_mse_prediction(n, d: int, grad_sq: float, volume: float | None = None) -> np.ndarray:
+    r"""The 1-NN test MSE predicted with no fitted constant, for ``n`` uniform training
+    points on a flat :math:`d`-manifold of volume ``volume`` (default the torus,
+    :math:`(2\pi)^d`):
+
+    .. math:: \mathrm{MSE}_{1\mathrm{NN}} \approx \frac1d\,\mathbb E|\nabla f|^2\;
+              \Gamma\!\big(1 + \tfrac2d\big)\,\Big(\frac{n V_d}{V}\Big)^{-2/d}.
+
+    Derivation: the error at a test point is :math:`\nabla f \cdot \delta + O(s^2)`, with
+    :math:`\delta` the offset to the nearest training point. Its direction is uniform and
+    independent of its length, so :math:`\mathbb E (\nabla f\cdot\delta)^2 = |\nabla f|^2
+    \mathbb E r^2 / d`; and :math:`P(r > \rho) = (1 - V_d\rho^d/V)^n \approx
+    \exp(-n V_d \rho^d / V)` gives :math:`\mathbb E r^2 = \Gamma(1 + 2/d)(n V_d/V)^{-2/d}`.
+    ``grad_sq`` is :math:`\mathbb E|\nabla f|^2` (:func:`torus_teacher_grad_sq`)."""
+    n = np.asarray(n, dtype=np.float64)
+    if volume is None:
+        volume = TWO_PI**d
+    v_d = np.pi ** (d / 2) / gamma(d / 2 + 1)
+    return grad_sq / d * gamma(1 + 2 / d) * (n * v_d / volume) ** (-2 / d)
 
 
 def spacing_curve(

@@ -115,7 +115,9 @@ def train_decayed(
         loss.backward()
         opt.step()
         if step in log_at:
-            mses = {k: _mse(ens, split[f"x_{k}"], split[f"y_{k}"]) for k in ("train", "val", "test")}
+            mses = {
+                k: _mse(ens, split[f"x_{k}"], split[f"y_{k}"]) for k in ("train", "val", "test")
+            }
             for m in range(ens.n_models):
                 records.append(
                     {
@@ -175,7 +177,9 @@ def convergence_records(config: Mapping, progress=None) -> list[dict]:
             pool = cache[d]
             for n in block["n_train"]:
                 for factor in block["budget_factors"]:
-                    full = step_budget(n, budget["epochs"], budget["batch_size"], budget["min_steps"])
+                    full = step_budget(
+                        n, budget["epochs"], budget["batch_size"], budget["min_steps"]
+                    )
                     steps = max(1, round(factor * full))
                     data = {
                         "x_train": pool["x_pool"][:n],
