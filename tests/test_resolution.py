@@ -141,6 +141,26 @@ def test_periodic_interpolation_equals_plain_delaunay_in_the_interior():
     np.testing.assert_allclose(affine, 0.7 * q[:, 0] - 1.3 * q[:, 1] + 2.0, atol=1e-9)
 
 
+@pytest.mark.parametrize("d", [2, 3, 4])
+def test_interpolation_error_is_the_barycentric_curvature_term(d):
+    # The page: f(x) - sum_i lambda_i f(x_i) = -1/2 sum_i lambda_i (x_i - x)^T H (x_i - x)
+    # + O(s^3), exact for a quadratic f. The interpolant is scipy's, on the d + 1 vertices.
+    rng = np.random.default_rng(d)
+    a = rng.normal(size=(d, d))
+    hess, b = a + a.T, rng.normal(size=d)
+
+    def f(x):
+        return 0.5 * np.einsum("ni,ij,nj->n", x, hess, x) + x @ b + 0.3
+
+    vertices = rng.normal(size=(d + 1, d)) * 0.1
+    lam = rng.dirichlet(np.ones(d + 1))
+    x = lam @ vertices
+    interp = LinearNDInterpolator(vertices, f(vertices))(x[None, :])[0]
+    delta = vertices - x
+    formula = -0.5 * np.sum(lam * np.einsum("ni,ij,nj->n", delta, hess, delta))
+    assert f(x[None, :])[0] - interp == pytest.approx(formula, rel=1e-9, abs=1e-14)
+
+
 @pytest.mark.parametrize("d, n, cells", [(2, 500, 2), (3, 2000, 2), (4, 1000, 1)])
 def test_default_margin_is_wide_enough(d, n, cells):
     # Doubling the default padding changes the test MSE by < 1 %: the simplices that
@@ -225,6 +245,52 @@ def test_the_language_numbers_of_the_page():
     assert (KAPLAN_2020.alpha_N, KAPLAN_2020.alpha_D) == (0.076, 0.095)
     assert dimension_from_slope(-KAPLAN_2020.alpha_D) == pytest.approx(42.1, abs=0.05)
     assert dimension_from_slope(-KAPLAN_2020.alpha_N) == pytest.approx(52.6, abs=0.05)
+
+
+def test_the_floor_moves_the_inferred_dimension_by_a_factor_of_three_to_four():
+    # The page: Hoffmann et al.'s E + B/D^0.28 fitted as a pure power law over 1e9-1e11
+    # tokens has an apparent exponent 0.079 (d = 51); on L - E, 4/beta = 14.3; Besiroglu
+    # et al.'s beta gives 10.9, Hoffmann et al.'s 4/alpha 11.8. The fit's slope is checked
+    # against the closed-form local slope of the law, -beta B D^-beta / L, at the centre.
+    from scalinglab.scaling_laws import BESIROGLU_2024, HOFFMANN_2022
+
+    tokens = np.logspace(9, 11, 21)
+    law = HOFFMANN_2022
+    apparent = -loglog_slope(tokens, law.E + law.B * tokens**-law.beta)
+    centre = 1e10
+    local = law.beta * law.B * centre**-law.beta / (law.E + law.B * centre**-law.beta)
+    assert apparent == pytest.approx(local, rel=0.02)
+    assert apparent == pytest.approx(0.079, abs=0.0005)
+    assert 4 / apparent == pytest.approx(51, abs=0.5)
+    assert 4 / law.beta == pytest.approx(14.3, abs=0.05)
+    assert 4 / BESIROGLU_2024.beta == pytest.approx(10.9, abs=0.05)
+    assert 4 / law.alpha == pytest.approx(11.8, abs=0.05)
+    assert 3 < (4 / apparent) / (4 / law.beta) < 4 < (4 / apparent) / (4 / BESIROGLU_2024.beta)
+
+
+def test_twonn_along_the_torus_equals_twonn_where_the_two_distances_agree():
+    # in a small patch of a huge periodic box the periodic distance is the Euclidean one
+    from scalinglab.resolution import twonn_on_torus
+
+    x = np.random.default_rng(0).uniform(0, 1, size=(3000, 3))
+    assert twonn_on_torus(x, period=1000.0) == pytest.approx(twonn(x), rel=1e-12)
+
+
+def test_at_d8_the_chords_inflate_twonn_but_not_the_one_nn_slope():
+    # The page (Figure 3): TwoNN reads 8.88 through the embedding and 8.06 along the torus;
+    # the 1-NN slope with neighbours found along the torus stays flat (ratio 0.86, d = 9.3).
+    from scalinglab.resolution import twonn_on_torus
+
+    data = teacher_student_dataset(n_train=16000, n_test=2000, intrinsic_dim=8)
+    x = data["x_train"][:4000]
+    assert twonn(x) == pytest.approx(8.88, abs=0.01)
+    assert twonn_on_torus(torus_angles(x)) == pytest.approx(8.06, abs=0.01)
+    tr, te = torus_angles(data["x_train"]), torus_angles(data["x_test"])
+    mse_geo = []
+    for n in NS_REG:
+        _, idx = cKDTree(tr[:n], boxsize=TWO_PI).query(te, k=1)
+        mse_geo.append(np.mean((data["y_train"][:n, 0][idx] - data["y_test"][:, 0]) ** 2))
+    assert -loglog_slope(NS_REG, mse_geo) * 4 == pytest.approx(0.86, abs=0.01)
 
 
 def test_twonn_recovers_the_torus_dimension_used_for_the_prediction():

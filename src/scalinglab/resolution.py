@@ -67,6 +67,7 @@ __all__ = [
     "one_nn_predict",
     "periodic_linear_interpolate",
     "mse",
+    "twonn_on_torus",
     "torus_teacher_grad_sq",
     "one_nn_mse_prediction",
     "spacing_curve",
@@ -74,6 +75,9 @@ __all__ = [
     "MLP_SWEEP_DIMS",
     "mlp_sweep_name",
     "mlp_curve",
+    "slope_seed_records",
+    "seed_slopes",
+    "main",
 ]
 
 TWO_PI = 2.0 * np.pi
@@ -255,6 +259,23 @@ def mse(pred, y) -> float:
     return float(np.mean((pred.reshape(y.shape) - y) ** 2))
 
 
+def twonn_on_torus(theta, period: float = TWO_PI, discard_fraction: float = 0.1) -> float:
+    r"""TwoNN (Facco et al. 2017) with distances measured *along* the flat torus (periodic
+    angles ``theta``) instead of straight chords through the embedding: the ratios
+    :math:`\mu = r_2/r_1` come from :class:`scipy.spatial.cKDTree` with ``boxsize=period``,
+    and the fit is :func:`scalinglab.intrinsic_dimension.twonn_fit`'s linear one (slope
+    through the origin of :math:`-\log(1 - i/N)` against :math:`\log\mu_{(i)}`, the
+    largest ``discard_fraction`` of the ratios left out)."""
+    theta = np.mod(_as_2d("theta", theta), period)
+    dist, _ = cKDTree(theta, boxsize=period).query(theta, k=3)
+    mu = np.sort(dist[:, 2] / dist[:, 1])
+    n = len(mu)
+    n_keep = min(int(n * (1.0 - discard_fraction)), n - 1)
+    log_mu = np.log(mu[:n_keep])
+    y = -np.log1p(-np.arange(1, n_keep + 1) / n)
+    return float(log_mu @ y / (log_mu @ log_mu))
+
+
 def torus_teacher_grad_sq(d: int, n_points: int = 20000, seed: int = 0, h: float = 1e-4) -> float:
     r""":math:`\mathbb E_\theta |\nabla_\theta f|^2` of the standardised teacher of
     :func:`scalinglab.data.teacher_student.teacher_student_dataset` (seed ``seed``) on the
@@ -390,3 +411,45 @@ def mlp_curve(records: Sequence[dict], steps: int | None = None):
         raise ValueError(f"no records at steps={steps}")
     ns = np.array(sorted(by_n))
     return ns, np.array([np.mean(by_n[n]) for n in ns])
+
+
+# ------------------------------------------------------------ the slopes' spread over seeds
+def slope_seed_records(config: dict) -> list[dict]:
+    """Fitted log-log slopes of 1-NN and piecewise-linear test MSE over several random
+    samples (``seed``: teacher, training and test points), for the chapter's table of
+    mean +- s.d. ``config``: ``{"seeds": [...], "ns": [...], "dims_1nn": [...],
+    "ns_linear": {"d": [...]}}`` (see ``records/ch05_slope_seeds.config.json``)."""
+    records = []
+    for seed in config["seeds"]:
+        for d in config["dims_1nn"]:
+            ns = config["ns"]
+            slope = loglog_slope(ns, regression_curve(ns, d, "1nn", seed=seed))
+            records.append({"method": "1nn", "d": d, "seed": seed, "slope": slope})
+        for d, ns in config["ns_linear"].items():
+            slope = loglog_slope(ns, regression_curve(ns, int(d), "linear", seed=seed))
+            records.append({"method": "linear", "d": int(d), "seed": seed, "slope": slope})
+    return records
+
+
+def seed_slopes(records: Sequence[dict], method: str, d: int) -> np.ndarray:
+    """The slopes of ``method`` at dimension ``d`` in :func:`slope_seed_records`' records,
+    in seed order."""
+    rows = sorted((r["seed"], r["slope"]) for r in records if r["method"] == method and r["d"] == d)
+    if not rows:
+        raise ValueError(f"no {method} slopes at d = {d}")
+    return np.array([slope for _, slope in rows])
+
+
+def main(argv=None) -> None:
+    """``python -m scalinglab.resolution CONFIG.json --out records.jsonl``: the slopes of
+    1-NN and interpolation over several seeds (BLAS at 1 thread)."""
+    from threadpoolctl import threadpool_limits
+
+    from scalinglab.engine.sweep_config import records_main
+
+    with threadpool_limits(1):
+        records_main(slope_seed_records, main.__doc__, argv)
+
+
+if __name__ == "__main__":
+    main()

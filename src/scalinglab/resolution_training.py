@@ -37,14 +37,30 @@ from scalinglab.engine.ensemble import MLPEnsemble, StackedAdamW, StackedBatches
 from scalinglab.engine.training import BatchSchedule, take
 
 __all__ = [
+    "CONVERGED_RECORDS",
+    "regenerate_converged_command",
     "step_budget",
     "cosine_lr",
     "train_decayed",
     "convergence_records",
     "best_by_validation",
     "converged_curve",
+    "final_records",
     "main",
 ]
+
+
+#: Name of the shipped records (``scalinglab/records/<name>.jsonl`` and ``.config.json``).
+CONVERGED_RECORDS = "ch05_mlp_converged"
+
+
+def regenerate_converged_command() -> str:
+    """The shell command (from the repository root) that rewrites the shipped records."""
+    folder = "src/scalinglab/records"
+    return (
+        f"OMP_NUM_THREADS=1 python -m scalinglab.resolution_training "
+        f"{folder}/{CONVERGED_RECORDS}.config.json --out {folder}/{CONVERGED_RECORDS}.jsonl"
+    )
 
 
 def step_budget(n: int, epochs: float, batch_size: int, min_steps: int) -> int:
@@ -228,6 +244,16 @@ def converged_curve(records: Sequence[dict], d: int, width: int = 128, budget_fa
     seeds = sorted({r["seed"] for r in chosen})
     table = {(r["seed"], r["n_train"]): r["test_mse"] for r in chosen}
     return np.array(ns), np.array([[table[(s, n)] for n in ns] for s in seeds])
+
+
+def final_records(records: Sequence[dict], d: int, n: int, width: int = 128, budget_factor=1.0):
+    """The final records (one per seed and learning rate) of one configuration."""
+    return [
+        r
+        for r in records
+        if r["final"]
+        and (r["d"], r["n_train"], r["width"], r["budget_factor"]) == (d, n, width, budget_factor)
+    ]
 
 
 def main(argv=None) -> None:
