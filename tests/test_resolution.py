@@ -470,3 +470,67 @@ def test_a_retrained_slice_reproduces_the_shipped_records():
             assert rec["test_loss"] == pytest.approx(twin["test_loss"], rel=0.02)
             checked += 1
     assert checked == 2
+
+
+# ------------------------------------------------- the MLPs trained to convergence (decay)
+def _converged():
+    from scalinglab.double_descent import load_records
+
+    return load_records("ch05_mlp_converged")
+
+
+def test_converged_records_cover_their_config():
+    from scalinglab.double_descent import shipped_config
+    from scalinglab.resolution_training import step_budget
+
+    config = shipped_config("ch05_mlp_converged")
+    final = [r for r in _converged() if r["final"]]
+    expected = 0
+    for block in config["runs"]:
+        k = len(block["widths"]) * len(block["seeds"]) * len(block["lrs"])
+        expected += k * len(block["dims"]) * len(block["n_train"]) * len(block["budget_factors"])
+    assert len(final) == expected
+    b = config["budget"]
+    for r in final:  # the budget grows with n, as the page says: max(2000, 2n) x factor
+        full = step_budget(r["n_train"], b["epochs"], b["batch_size"], b["min_steps"])
+        assert full == max(2000, 2 * r["n_train"])
+        assert r["total_steps"] == round(r["budget_factor"] * full)
+
+
+def test_a_retrained_slice_reproduces_the_converged_records():
+    # the page's live slice: d = 2, n = 250, a quarter budget (500 steps), two seeds; same
+    # ensemble composition as the shipped group, so equal up to BLAS rounding (2 %)
+    from scalinglab.resolution_training import convergence_records, final_records
+
+    config = {
+        "dataset": {"n_val": 2000, "n_test": 2000, "seed": 0},
+        "depth": 2,
+        "budget": {"epochs": 256, "min_steps": 2000, "batch_size": 128},
+        "runs": [
+            {
+                "dims": [2],
+                "n_train": [250],
+                "widths": [128],
+                "seeds": [0, 1],
+                "lrs": [0.01],
+                "budget_factors": [0.25],
+            }
+        ],
+    }
+    shipped = {r["seed"]: r for r in final_records(_converged(), 2, 250, 128, 0.25)}
+    live = [r for r in convergence_records(config) if r["final"]]
+    assert len(live) == 2
+    for r in live:
+        assert r["test_mse"] == pytest.approx(shipped[r["seed"]]["test_mse"], rel=0.02)
+
+
+def test_cosine_schedule_and_budget_helpers():
+    from scalinglab.resolution_training import cosine_lr, step_budget
+
+    assert cosine_lr(0, 100, 0.01) == 0.01
+    assert cosine_lr(50, 100, 0.01) == pytest.approx(0.005)
+    assert cosine_lr(100, 100, 0.01) == pytest.approx(0.0, abs=1e-18)
+    assert step_budget(8000, 256, 128, 2000) == 16000
+    assert step_budget(250, 256, 128, 2000) == 2000
+    with pytest.raises(ValueError):
+        step_budget(0, 256, 128, 2000)

@@ -17,11 +17,14 @@ exponent (:math:`-1/d`).
 * :math:`O(s)` if it copies the value of the nearest training point (1-NN regression,
   :func:`one_nn_predict`): :math:`f(x) - f(x_i) = \nabla f \cdot (x - x_i) + O(s^2)`, so
   the squared error scales as :math:`s^2 \propto n^{-2/d}`;
-* :math:`O(s^2)` if it interpolates linearly between the vertices of the simplex that
-  contains :math:`x` (:func:`periodic_linear_interpolate`): the linear interpolant is
-  exact for affine functions, so the first error term is the Hessian one,
-  :math:`\tfrac12 (x - x_i)^\top \nabla^2 f\, (x - x_j)`, and the squared error scales as
-  :math:`s^4 \propto n^{-4/d}`.
+* :math:`O(s^2)` if it interpolates linearly between the vertices :math:`x_i` of the
+  simplex that contains :math:`x` (:func:`periodic_linear_interpolate`), with barycentric
+  weights :math:`\lambda_i`: the linear interpolant is exact for affine functions, so the
+  first error term is the Hessian one,
+  :math:`f(x) - \sum_i \lambda_i f(x_i) = -\tfrac12 \sum_i \lambda_i (x_i - x)^\top
+  \nabla^2 f\, (x_i - x) + O(s^3)`, and the squared error scales as
+  :math:`s^4 \propto n^{-4/d}`. :func:`one_nn_mse_prediction` gives the 1-NN error with its
+  prefactor, no constant fitted.
 
 These are the exponents of :func:`predicted_exponent`; :func:`dimension_from_slope`
 inverts them. Sharma & Kaplan (2020) state the :math:`4/d` law for the number of
