@@ -407,17 +407,6 @@ def test_one_nn_prefactor_over_six_samples():
 
 
 # -------------------------------------------------------------- the shipped MLP sweeps
-def _mlp_slopes():
-    from scalinglab.double_descent import load_records
-    from scalinglab.resolution import MLP_SWEEP_DIMS, mlp_curve, mlp_sweep_name
-
-    out = {}
-    for d in MLP_SWEEP_DIMS:
-        ns, m = mlp_curve(load_records(mlp_sweep_name(d)))
-        out[d] = (ns, m, loglog_slope(ns, m))
-    return out
-
-
 def test_shipped_mlp_sweeps_cover_the_grid_of_their_configs():
     from scalinglab.double_descent import load_records, shipped_config
     from scalinglab.resolution import MLP_SWEEP_DIMS, mlp_sweep_name
