@@ -17,11 +17,14 @@ exponent (:math:`-1/d`).
 * :math:`O(s)` if it copies the value of the nearest training point (1-NN regression,
   :func:`one_nn_predict`): :math:`f(x) - f(x_i) = \nabla f \cdot (x - x_i) + O(s^2)`, so
   the squared error scales as :math:`s^2 \propto n^{-2/d}`;
-* :math:`O(s^2)` if it interpolates linearly between the vertices of the simplex that
-  contains :math:`x` (:func:`periodic_linear_interpolate`): the linear interpolant is
-  exact for affine functions, so the first error term is the Hessian one,
-  :math:`\tfrac12 (x - x_i)^\top \nabla^2 f\, (x - x_j)`, and the squared error scales as
-  :math:`s^4 \propto n^{-4/d}`.
+* :math:`O(s^2)` if it interpolates linearly between the vertices :math:`x_i` of the
+  simplex that contains :math:`x` (:func:`periodic_linear_interpolate`), with barycentric
+  weights :math:`\lambda_i`: the linear interpolant is exact for affine functions, so the
+  first error term is the Hessian one,
+  :math:`f(x) - \sum_i \lambda_i f(x_i) = -\tfrac12 \sum_i \lambda_i (x_i - x)^\top
+  \nabla^2 f\, (x_i - x) + O(s^3)`, and the squared error scales as
+  :math:`s^4 \propto n^{-4/d}`. :func:`one_nn_mse_prediction` gives the 1-NN error with its
+  prefactor, no constant fitted.
 
 These are the exponents of :func:`predicted_exponent`; :func:`dimension_from_slope`
 inverts them. Sharma & Kaplan (2020) state the :math:`4/d` law for the number of
@@ -67,11 +70,17 @@ __all__ = [
     "one_nn_predict",
     "periodic_linear_interpolate",
     "mse",
+    "twonn_on_torus",
+    "torus_teacher_grad_sq",
+    "one_nn_mse_prediction",
     "spacing_curve",
     "regression_curve",
     "MLP_SWEEP_DIMS",
     "mlp_sweep_name",
     "mlp_curve",
+    "slope_seed_records",
+    "seed_slopes",
+    "main",
 ]
 
 TWO_PI = 2.0 * np.pi
@@ -253,6 +262,70 @@ def mse(pred, y) -> float:
     return float(np.mean((pred.reshape(y.shape) - y) ** 2))
 
 
+def twonn_on_torus(theta, period: float = TWO_PI, discard_fraction: float = 0.1) -> float:
+    r"""TwoNN (Facco et al. 2017) with distances measured *along* the flat torus (periodic
+    angles ``theta``) instead of straight chords through the embedding: the ratios
+    :math:`\mu = r_2/r_1` come from :class:`scipy.spatial.cKDTree` with ``boxsize=period``,
+    and the fit is :func:`scalinglab.intrinsic_dimension.twonn_fit`'s linear one (slope
+    through the origin of :math:`-\log(1 - i/N)` against :math:`\log\mu_{(i)}`, the
+    largest ``discard_fraction`` of the ratios left out)."""
+    theta = np.mod(_as_2d("theta", theta), period)
+    dist, _ = cKDTree(theta, boxsize=period).query(theta, k=3)
+    mu = np.sort(dist[:, 2] / dist[:, 1])
+    n = len(mu)
+    n_keep = min(int(n * (1.0 - discard_fraction)), n - 1)
+    log_mu = np.log(mu[:n_keep])
+    y = -np.log1p(-np.arange(1, n_keep + 1) / n)
+    return float(log_mu @ y / (log_mu @ log_mu))
+
+
+def torus_teacher_grad_sq(d: int, n_points: int = 20000, seed: int = 0, h: float = 1e-4) -> float:
+    r""":math:`\mathbb E_\theta |\nabla_\theta f|^2` of the standardised teacher of
+    :func:`scalinglab.data.teacher_student.teacher_student_dataset` (seed ``seed``) on the
+    flat torus :math:`T^d`, the gradient taken along the torus (in the angles, the metric
+    the unit-radius embedding induces). Central differences of step ``h`` (error
+    :math:`O(h^2)`, far below the Monte-Carlo error) averaged over ``n_points`` uniform
+    angles from their own stream."""
+    from scalinglab.data.teacher_student import standardised_teacher
+
+    target = standardised_teacher(d, "torus", seed=seed)
+    theta = np.random.default_rng([seed, d, 99]).uniform(0, TWO_PI, size=(n_points, d))
+
+    def embed(t):
+        out = np.empty((len(t), 2 * d))
+        out[:, 0::2], out[:, 1::2] = np.cos(t), np.sin(t)
+        return out
+
+    grad_sq = np.zeros(n_points)
+    for k in range(d):
+        step = np.zeros(d)
+        step[k] = h
+        diff = (target(embed(theta + step)) - target(embed(theta - step)))[:, 0] / (2 * h)
+        grad_sq += diff**2
+    return float(grad_sq.mean())
+
+
+def one_nn_mse_prediction(n, d: int, grad_sq: float, volume: float | None = None) -> np.ndarray:
+    r"""The 1-NN test MSE predicted with no fitted constant, for ``n`` uniform training
+    points on a flat :math:`d`-manifold of volume ``volume`` (default the torus,
+    :math:`(2\pi)^d`):
+
+    .. math:: \mathrm{MSE}_{1\mathrm{NN}} \approx \frac1d\,\mathbb E|\nabla f|^2\;
+              \Gamma\!\big(1 + \tfrac2d\big)\,\Big(\frac{n V_d}{V}\Big)^{-2/d}.
+
+    Derivation: the error at a test point is :math:`\nabla f \cdot \delta + O(s^2)`, with
+    :math:`\delta` the offset to the nearest training point. Its direction is uniform and
+    independent of its length, so :math:`\mathbb E (\nabla f\cdot\delta)^2 = |\nabla f|^2
+    \mathbb E r^2 / d`; and :math:`P(r > \rho) = (1 - V_d\rho^d/V)^n \approx
+    \exp(-n V_d \rho^d / V)` gives :math:`\mathbb E r^2 = \Gamma(1 + 2/d)(n V_d/V)^{-2/d}`.
+    ``grad_sq`` is :math:`\mathbb E|\nabla f|^2` (:func:`torus_teacher_grad_sq`)."""
+    n = np.asarray(n, dtype=np.float64)
+    if volume is None:
+        volume = TWO_PI**d
+    v_d = np.pi ** (d / 2) / gamma(d / 2 + 1)
+    return grad_sq / d * gamma(1 + 2 / d) * (n * v_d / volume) ** (-2 / d)
+
+
 def spacing_curve(
     ns: Sequence[int], d: int, manifold: str = "torus", seed: int = 0, geodesic: bool = False
 ) -> np.ndarray:
@@ -341,3 +414,45 @@ def mlp_curve(records: Sequence[dict], steps: int | None = None):
         raise ValueError(f"no records at steps={steps}")
     ns = np.array(sorted(by_n))
     return ns, np.array([np.mean(by_n[n]) for n in ns])
+
+
+# ------------------------------------------------------------ the slopes' spread over seeds
+def slope_seed_records(config: dict) -> list[dict]:
+    """Fitted log-log slopes of 1-NN and piecewise-linear test MSE over several random
+    samples (``seed``: teacher, training and test points), for the chapter's table of
+    mean +- s.d. ``config``: ``{"seeds": [...], "ns": [...], "dims_1nn": [...],
+    "ns_linear": {"d": [...]}}`` (see ``records/ch05_slope_seeds.config.json``)."""
+    records = []
+    for seed in config["seeds"]:
+        for d in config["dims_1nn"]:
+            ns = config["ns"]
+            slope = loglog_slope(ns, regression_curve(ns, d, "1nn", seed=seed))
+            records.append({"method": "1nn", "d": d, "seed": seed, "slope": slope})
+        for d, ns in config["ns_linear"].items():
+            slope = loglog_slope(ns, regression_curve(ns, int(d), "linear", seed=seed))
+            records.append({"method": "linear", "d": int(d), "seed": seed, "slope": slope})
+    return records
+
+
+def seed_slopes(records: Sequence[dict], method: str, d: int) -> np.ndarray:
+    """The slopes of ``method`` at dimension ``d`` in :func:`slope_seed_records`' records,
+    in seed order."""
+    rows = sorted((r["seed"], r["slope"]) for r in records if r["method"] == method and r["d"] == d)
+    if not rows:
+        raise ValueError(f"no {method} slopes at d = {d}")
+    return np.array([slope for _, slope in rows])
+
+
+def main(argv=None) -> None:
+    """``python -m scalinglab.resolution CONFIG.json --out records.jsonl``: the slopes of
+    1-NN and interpolation over several seeds (BLAS at 1 thread)."""
+    from threadpoolctl import threadpool_limits
+
+    from scalinglab.engine.sweep_config import records_main
+
+    with threadpool_limits(1):
+        records_main(slope_seed_records, main.__doc__, argv)
+
+
+if __name__ == "__main__":
+    main()

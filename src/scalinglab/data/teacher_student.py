@@ -86,6 +86,35 @@ def _inputs(manifold, n, d, ambient_dim, rng, embed_rng_seed):
     return x
 
 
+def standardised_teacher(
+    intrinsic_dim: int = 2,
+    manifold: str = "torus",
+    ambient_dim: int | None = None,
+    teacher_width: int = 64,
+    teacher_depth: int = 2,
+    out_dim: int = 1,
+    seed: int = 0,
+):
+    """The noiseless target of :func:`teacher_student_dataset` with the same arguments, as a
+    function of the (embedded) inputs: ``x -> (T(x) - mu) / sigma``, float64 ``(n, out_dim)``.
+
+    Useful wherever a page needs the target itself, not only samples of it (its gradient,
+    say); the data set's labels are this function at the sampled inputs."""
+    native = native_dim(manifold, intrinsic_dim)
+    dim = native if ambient_dim is None else ambient_dim
+    teacher = Teacher(dim, teacher_width, teacher_depth, out_dim, np.random.default_rng([seed, 0]))
+    ref_x = _inputs(
+        manifold, 4096, intrinsic_dim, ambient_dim, np.random.default_rng([seed, 4]), [seed, 3]
+    )
+    ref = teacher(ref_x)
+    mu, sigma = ref.mean(0), ref.std(0)
+
+    def target(x: np.ndarray) -> np.ndarray:
+        return (teacher(x) - mu) / sigma
+
+    return target
+
+
 def teacher_student_dataset(
     n_train: int = 1000,
     n_test: int = 1000,
@@ -115,20 +144,18 @@ def teacher_student_dataset(
     native = native_dim(manifold, intrinsic_dim)
     if ambient_dim is not None and ambient_dim < native:
         raise ValueError(f"ambient_dim must be >= {native} for this manifold, got {ambient_dim}")
-    dim = native if ambient_dim is None else ambient_dim
 
     def stream(k: int) -> np.random.Generator:
         return np.random.default_rng([seed, k])
 
     embed_seed = [seed, 3]
-    teacher = Teacher(dim, teacher_width, teacher_depth, out_dim, stream(0))
-    ref = teacher(_inputs(manifold, 4096, intrinsic_dim, ambient_dim, stream(4), embed_seed))
-    mu, sigma = ref.mean(0), ref.std(0)
-
+    target = standardised_teacher(
+        intrinsic_dim, manifold, ambient_dim, teacher_width, teacher_depth, out_dim, seed
+    )
     x_train = _inputs(manifold, n_train, intrinsic_dim, ambient_dim, stream(1), embed_seed)
     x_test = _inputs(manifold, n_test, intrinsic_dim, ambient_dim, stream(2), embed_seed)
-    y_train = (teacher(x_train) - mu) / sigma
-    y_test = (teacher(x_test) - mu) / sigma
+    y_train = target(x_train)
+    y_test = target(x_test)
     if noise_std > 0:
         y_train = y_train + noise_std * stream(5).standard_normal(y_train.shape)
     return {
@@ -137,3 +164,17 @@ def teacher_student_dataset(
         "x_test": x_test.astype(np.float32),
         "y_test": y_test.astype(np.float32),
     }
+
+
+#: Exercise 5's mystery data: the torus dimension and seed live here, not in the notebook.
+_MYSTERY = {"intrinsic_dim": 3, "seed": 9, "ambient_dim": 16}
+
+
+def mystery_torus_dataset(n_train: int = 4000, n_test: int = 1000) -> dict[str, np.ndarray]:
+    """Teacher data on a flat torus of a dimension the caller is not told (exercise 5).
+
+    The torus is rotated by a random isometry into a fixed ambient space (16 coordinates), so
+    that the number of columns does not give its dimension away; distances, hence 1-NN
+    regression and TwoNN, are unchanged by the rotation. Same keys as
+    :func:`teacher_student_dataset`."""
+    return teacher_student_dataset(n_train=n_train, n_test=n_test, manifold="torus", **_MYSTERY)
