@@ -38,6 +38,10 @@ KILL_GRACE = 5.0  # seconds between the limit and the worker's forced end
 UNGRADABLE = "not a notebook"  # how the error of a missing or unreadable file begins
 GRADER_ERROR = "not graded (the grader failed, not the submission)"  # never recorded
 MAX_SUBMISSION_BYTES = 16 * 2**20  # a notebook file larger than this is not graded
+# The worker (trusted checks, references, the replies it parses) runs in a memory cgroup of
+# its own where one can be made, so that --jobs N workers cannot take the machine: its
+# replies are bounded (wire.MAX_REPLY_BYTES), the rest is the course's own code.
+WORKER_MEMORY_BYTES = 6 * 2**30
 
 
 class Ungradable(ValueError):
@@ -219,6 +223,17 @@ def _configured_cell_timeout(course: Course) -> float:
 
 def _run_worker(job: dict, report: GradeReport, tmp: Path) -> None:
     """Run the worker; fold its event stream into ``report``; enforce the wall clock."""
+    from scalinglab.grading.sandbox import SandboxCgroups
+
+    cgroups = SandboxCgroups(4096, WORKER_MEMORY_BYTES) if job["sandbox"] else None
+    try:
+        _run_worker_in(job, report, tmp, cgroups)
+    finally:
+        if cgroups is not None:
+            cgroups.remove()
+
+
+def _run_worker_in(job: dict, report: GradeReport, tmp: Path, cgroups) -> None:
     with open(tmp / "worker.log", "wb") as log:  # the child keeps its own copy of the fd
         proc = subprocess.Popen(
             [sys.executable, "-m", "scalinglab.grading._worker"],
@@ -236,6 +251,8 @@ def _run_worker(job: dict, report: GradeReport, tmp: Path) -> None:
                 "TMPDIR": str(tmp),
             },
         )
+    if cgroups is not None:  # (from here: preexec_fn is unsafe with --jobs threads; the
+        cgroups.add(proc.pid)  # worker starts the student's sandbox only after its job)
     proc.stdin.write(json.dumps(job).encode())
     proc.stdin.close()
     deadline = time.monotonic() + job["timeout"] + KILL_GRACE
@@ -265,6 +282,9 @@ def _run_worker(job: dict, report: GradeReport, tmp: Path) -> None:
         where = f" in part {state['current']}" if state["current"] else ""
         report.error = f"timed out after {job['timeout']:g} s{where}; parts not reached score 0"
         report.public_error = report.error
+    elif not state["done"] and cgroups is not None and cgroups.out_of_memory():
+        limit = f"{WORKER_MEMORY_BYTES / 2**30:.3g} GiB"
+        report.error = f"{GRADER_ERROR}: its worker ran out of memory (limit {limit})"
     elif not state["done"]:
         log = (tmp / "worker.log").read_text(errors="replace").strip().splitlines()
         report.error = f"{GRADER_ERROR}: its worker stopped: " + (log[-1] if log else "no output")

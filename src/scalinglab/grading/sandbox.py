@@ -288,10 +288,14 @@ class SandboxCgroups:
 
     def join(self) -> None:
         """Move the calling process into every cgroup (in the child, before exec)."""
+        self.add(os.getpid())
+
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` into every cgroup."""
         for procs in self.procs_files:
             try:
                 with open(procs, "w") as fh:
-                    fh.write(str(os.getpid()))
+                    fh.write(str(pid))
             except OSError:
                 pass
 
