@@ -157,7 +157,8 @@ def _mathjax_script() -> str:
     return f"<script>{config}</script>\n<script>{js}</script>"
 
 
-_REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.I)
+# any script of the template that loads from the network (require.js, mermaid's loader)
+_REMOTE_SCRIPT = re.compile(r"<script\b(?:(?!</script>).)*?https?://.*?</script>", re.I | re.S)
 _MATHJAX_BLOCK = re.compile(
     r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S | re.I
 )
@@ -166,7 +167,7 @@ _MATHJAX_BLOCK = re.compile(
 def feedback_html(notebook) -> str:
     """``notebook`` (made by :func:`_graded_copy`: nothing active in it) as a standalone
     HTML page: nbconvert's lab template without its scripts from a CDN (require.js,
-    MathJax 2), with the offline MathJax instead."""
+    MathJax 2, mermaid's loader), with the offline MathJax instead."""
     from nbconvert import HTMLExporter
 
     # sanitize_html=False: every markdown cell is the course's own or escaped text, every
