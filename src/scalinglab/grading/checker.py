@@ -437,6 +437,8 @@ class Checker:
                 # the instructor's note only: the student's code chooses the text
                 self.on_event({"event": "note", "message": what[:300], "private": True})
         except StudentTimeout as exc:
+            if self.first_error is None and step.kind == "student":
+                self.first_error = f"{where[3:]} timed out ({exc})"
             self.on_event({"event": "note", "message": f"{where}: {exc}", "private": True})
         except StudentDied:
             pass  # reported once by _fail
@@ -446,9 +448,8 @@ class Checker:
             try:
                 self._exec_trusted(step.source, f"<cell {step.grade_id}>")
             except Exception as exc:  # noqa: BLE001 -- a later test will fail with it
-                self.on_event(
-                    {"event": "note", "message": f"locked cell {step.grade_id!r}: {exc!r}"[:300]}
-                )
+                message = f"locked cell {step.grade_id!r}: {exc!r}"[:300]
+                self.on_event({"event": "note", "message": message, "private": True})
 
     def check(self, step: Step) -> Verdict:
         verdict = Verdict(step.grade_id, step.points, passed=False)
