@@ -682,3 +682,21 @@ def test_cgroups_are_removed_once_their_processes_are_gone():  # point 10
     groups.remove()  # kills what is left, waits, removes
     proc.wait(timeout=10)
     assert all(not p.exists() for p in groups.paths)
+
+
+def test_a_killed_worker_leaves_no_cgroup(course, tmp_path, monkeypatch):  # points 4, 10
+    """Past the wall clock the grader kills the worker, which then cannot remove its
+    sandbox's cgroups: the grader removes them (found: an empty memory cgroup left)."""
+    nb = _solution(course)
+    stall = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(10**6)"
+    nb.cells.insert(0, _cell(stall))
+    path = _write(tmp_path / "stall.ipynb", nb)
+    monkeypatch.setenv("SCALINGLAB_CGROUP_TAG", TAG)
+    started = time.monotonic()
+    (report,) = grade_submissions(
+        A, [("stall", path)], gradebook=tmp_path / "gb.db", course=course,
+        timeout=20, cell_timeout=1000,
+    )  # fmt: skip
+    assert "timed out" in report.error and report.score == 0, report.summary()
+    assert time.monotonic() - started < 20 + 60  # the limit, the kill, registering
+    assert _our_cgroups() == []

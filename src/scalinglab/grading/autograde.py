@@ -256,7 +256,7 @@ def _run_worker_in(job: dict, report: GradeReport, tmp: Path, cgroups) -> None:
     proc.stdin.write(json.dumps(job).encode())
     proc.stdin.close()
     deadline = time.monotonic() + job["timeout"] + KILL_GRACE
-    state = {"current": None, "done": False, "failure": None, "public": None}
+    state = {"current": None, "done": False, "failure": None, "public": None, "cgroups": []}
     buffer = b""
     fd = proc.stdout.fileno()
     while True:
@@ -275,6 +275,10 @@ def _run_worker_in(job: dict, report: GradeReport, tmp: Path, cgroups) -> None:
             _apply_event(line, report, state)
     timed_out = not state["done"] and time.monotonic() >= deadline
     _kill_group(proc)
+    if state["cgroups"]:  # the sandbox's, which a killed worker could not remove
+        from scalinglab.grading.sandbox import remove_cgroups
+
+        remove_cgroups(state["cgroups"])
     if state["failure"]:
         report.error = state["failure"]
         report.public_error = state["public"] or "grading stopped early"
@@ -325,6 +329,8 @@ def _apply_event(line: bytes, report: GradeReport, state: dict) -> None:
     elif kind == "note":
         notes = report.details if event.get("private") else report.notes
         notes.append(str(event.get("message", ""))[:300])
+    elif kind == "cgroups" and isinstance(event.get("paths"), list):
+        state["cgroups"] = [str(p) for p in event["paths"]]
     elif kind == "done":
         state["done"] = True
 

@@ -675,6 +675,9 @@ def check_notebook_against(
         limits=limits,
         scratch=scratch,
     ) as student:
+        if on_event is not None and student.cgroup_paths:
+            # so that the parent removes them if it has to kill this process
+            on_event({"event": "cgroups", "paths": student.cgroup_paths})
         student.wait_ready()
         checker = Checker(student, cell_timeout, deadline, on_event)
         checker.reserved = grader_names(source)

@@ -317,24 +317,7 @@ class SandboxCgroups:
     def remove(self) -> None:
         """Kill what is left in the cgroups, wait for them to empty, remove them. Never
         raises: a cgroup that cannot be removed is left (and reported by the tests)."""
-        for path in self.paths:
-            deadline = time.monotonic() + CGROUP_WAIT
-            while True:
-                pids = _pids_in(path)
-                if not pids:
-                    break
-                try:
-                    (path / "cgroup.kill").write_text("1")  # v2: the whole cgroup at once
-                except OSError:
-                    for pid in pids:
-                        try:
-                            os.kill(pid, signal.SIGKILL)
-                        except (ProcessLookupError, PermissionError):
-                            pass
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)
-            self._rmdir(path, deadline)
+        remove_cgroups(self.paths)
 
     @staticmethod
     def _rmdir(path: Path, deadline: float | None = None) -> None:
@@ -350,6 +333,32 @@ class SandboxCgroups:
                 if time.monotonic() > deadline:
                     return
                 time.sleep(0.02)
+
+
+def remove_cgroups(paths) -> None:
+    """Kill the processes left in each of the sandbox cgroups ``paths``, wait for it to
+    empty and remove it (also from the grader, when it had to kill the worker that made
+    them). Paths that are not a ``scalinglab-*`` cgroup are ignored."""
+    for path in map(Path, paths):
+        if not (path.name.startswith("scalinglab-") and CGROUP_ROOT in path.parents):
+            continue
+        deadline = time.monotonic() + CGROUP_WAIT
+        while True:
+            pids = _pids_in(path)
+            if not pids:
+                break
+            try:
+                (path / "cgroup.kill").write_text("1")  # v2: the whole cgroup at once
+            except OSError:
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        SandboxCgroups._rmdir(path, deadline)
 
 
 def _pids_in(cgroup: Path) -> list[int]:

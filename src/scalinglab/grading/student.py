@@ -90,6 +90,7 @@ class StudentProcess:
             sandbox.SandboxCgroups(limits.processes, limits.memory_bytes) if sandboxed else None
         )
         self._memory_limit = limits.memory_bytes
+        self.cgroup_paths = [str(p) for p in self._cgroup.paths] if self._cgroup else []
         cgroup = self._cgroup
 
         prctl = _prctl()
