@@ -103,7 +103,9 @@ def _cmd_start(args) -> int:
     if not _known_assignment(course, args.assignment, "start"):
         return 2
     source = course.release_dir / args.assignment
-    target = Path(args.dir) / args.assignment
+    # relative to the course, not to wherever the student stands (from work/ itself, a
+    # relative WORK_DIR made work/work/...)
+    target = (course.root / args.dir / args.assignment).resolve()
     existing = sorted(target.glob("*.ipynb"))
     if existing and not args.force:
         print(
@@ -115,9 +117,31 @@ def _cmd_start(args) -> int:
     target.mkdir(parents=True, exist_ok=True)
     for nb in sorted(source.glob("*.ipynb")):
         shutil.copy(nb, target / nb.name)
-        print(f"your copy: {target / nb.name}")
-        print(f"check it with: scalinglab validate {target / nb.name}")
+        shown = _shown_path(target / nb.name)
+        print(f"your copy: {shown}")
+        print(f"check it with: {_invocation()} validate {shown}")
     return 0
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the current folder where it lies below it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _invocation() -> str:
+    """The command as the user must type it: ``scalinglab`` if that is what the shell
+    finds, else the path of this program (``.venv/bin/scalinglab`` when the course's
+    virtual environment is not active)."""
+    import shutil
+
+    me = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    found = shutil.which("scalinglab")
+    if me is None or me.name != "scalinglab" or (found and Path(found).resolve() == me):
+        return "scalinglab"
+    return _shown_path(me)
 
 
 def _cmd_validate(args) -> int:
@@ -178,6 +202,7 @@ def _cmd_grade(args) -> int:
         )
         return 2
     jobs = args.jobs or os.cpu_count() or 1
+    # summaries sorted by student after the batch (the progress bar shows it advancing)
     reports = grade_submissions(
         args.assignment,
         pairs,
@@ -185,7 +210,6 @@ def _cmd_grade(args) -> int:
         course=course,
         timeout=args.timeout,
         cell_timeout=args.cell_timeout,
-        on_report=lambda r: print(r.summary(), flush=True),
         sandbox=not args.unsandboxed,
         limits={
             "memory_bytes": int(args.memory_limit * 2**30),
@@ -195,6 +219,8 @@ def _cmd_grade(args) -> int:
         feedback_root=None if args.no_feedback else course.root,
         progress=sys.stderr.isatty(),
     )
+    for report in sorted(reports, key=lambda r: r.student):
+        print(report.summary(), flush=True)
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
             writer = csv.writer(fh)
@@ -310,7 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
         "  jupyter lab work/01-softmax-cross-entropy/01-softmax-cross-entropy.ipynb",
     )
     p.add_argument("assignment", help="e.g. 01-softmax-cross-entropy (see: scalinglab list)")
-    p.add_argument("--dir", default="work", metavar="WORK_DIR", help="where your copies live")
+    p.add_argument(
+        "--dir",
+        default="work",
+        metavar="WORK_DIR",
+        help="where your copies live (relative to the course folder)",
+    )
     p.add_argument(
         "--force", action="store_true", help="replace an existing copy (its work is lost)"
     )
@@ -386,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=4,
         metavar="GIB",
-        help="address space of each of a submission's processes, in GiB",
+        help="memory of a submission's sandbox, in GiB: all its processes together where a "
+        "memory cgroup can be made (as root), else each process",
     )
     p.add_argument(
         "--process-limit",

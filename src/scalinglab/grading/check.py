@@ -33,7 +33,7 @@ class PartResult:
     def status(self) -> str:
         if self.passed:
             return "passed"
-        return "not attempted" if "NotImplementedError" in self.message else "failed"
+        return "not attempted" if "not attempted" in self.message else "failed"
 
 
 def read_notebook(path: str | os.PathLike):
@@ -54,12 +54,15 @@ def check_notebook(
     cell_timeout: float = DEFAULT_CELL_TIMEOUT,
     timeout: float = 3600,
 ) -> list[PartResult]:
-    """Run ``notebook`` top to bottom (errors do not stop it) with its own folder as the
-    working directory and return one :class:`PartResult` per graded test cell."""
+    """Run ``notebook`` top to bottom with its own folder as the working directory, as
+    Jupyter's "Run all" does: the first error in one of the student's cells stops it, and
+    the parts after it fail naming that cell and error. Returns one :class:`PartResult`
+    per graded test cell."""
     from scalinglab.grading.checker import check_notebook_against
+    from scalinglab.grading.notebooks import clean_submission
 
     path = Path(notebook)
-    nb = read_notebook(path)
+    nb = clean_submission(read_notebook(path))
     verdicts = check_notebook_against(
         nb,
         nb,
@@ -68,6 +71,7 @@ def check_notebook(
         timeout=timeout,
         env={"NBGRADER_EXECUTION": "validate"},
         workdir=path.parent.resolve(),
+        stop_on_error=True,
     )
     return [PartResult(v.grade_id, v.points, v.passed, v.message) for v in verdicts]
 

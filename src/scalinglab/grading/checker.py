@@ -110,6 +110,7 @@ def plan(submission, source) -> Plan:
         if cell.get("cell_type") != "code":
             continue
         gid = nbgrader_meta(cell).get("grade_id")
+        gid = gid if isinstance(gid, str) else None  # any JSON may stand there
         if gid in known:
             seen[gid] = seen.get(gid, 0) + 1
             anchor = gid
@@ -221,7 +222,10 @@ def _student_exception(name: str, error: dict) -> Exception:
     """An exception the test can catch like the original (a builtin exception type keeps
     its type, so ``pytest.raises(ValueError)``-style checks still work)."""
     ename, evalue = str(error.get("ename", "Exception")), str(error.get("evalue", ""))
-    message = f"{name}(...) raised {ename}: {evalue}"
+    if ename == "NotImplementedError":
+        message = f"{name} is not attempted (it raises NotImplementedError)"
+    else:
+        message = f"{name}(...) raised {ename}" + (f": {evalue}" if evalue else "")
     base = _BUILTIN_EXCEPTIONS.get(ename)
     exc: Exception = StudentCodeError(message)
     if base is not None and base not in (StopIteration, StopAsyncIteration):
@@ -230,9 +234,14 @@ def _student_exception(name: str, error: dict) -> Exception:
             exc = type(f"Student{ename}", (StudentCodeError, base), {})(message)
         except TypeError:  # exception types that cannot be combined
             pass
-    # a builtin exception's name only: a class of the student's own could be named after
-    # data recorded from hidden tests
-    exc.public = f"your {name} raised {ename if base is not None else 'an exception'}"
+    # A fixed vocabulary: which exception the student's code raises is the student's
+    # choice, and could be made after recording a hidden test's inputs. "Not attempted" is
+    # the exercise's own stub (NotImplementedError).
+    exc.public = (
+        f"your {name} is not attempted (it raises NotImplementedError)"
+        if ename == "NotImplementedError"
+        else f"your {name} raised an exception"
+    )
     return exc
 
 
@@ -272,7 +281,13 @@ class Checker:
         self._where = ""  # the part being checked, for messages
         self._student_alive = True
         self._death: str | None = None
+        self._death_public = ""
         self.reserved: set[str] = set()  # the grader's names (grader_names of the source)
+        # Like Jupyter's "Run all" (scalinglab validate): after the first error in a
+        # student cell nothing more runs, and later parts fail naming that error. Grading
+        # (False) goes on, so that intact parts keep their points.
+        self.stop_on_error = False
+        self.first_error: str | None = None  # "cell 'softmax' raised SyntaxError: ..."
 
     # -- talking to the student ----------------------------------------------------------
     def _timeout(self) -> float:
@@ -287,19 +302,21 @@ class Checker:
         try:
             return self.student.request(message, self._timeout())
         except StudentDied as exc:
-            self._fail(str(exc), where)
+            self._fail(str(exc), where, exc.public)
             raise
         except StudentTimeout as exc:
             if self.student.proc.poll() is not None or "time limit" in str(exc):
-                self._fail(f"timed out ({exc})", where)
+                self._fail(f"timed out ({exc})", where, "timed out")
             raise
 
-    def _fail(self, what: str, where: str) -> None:
-        """The student's kernel is gone: say so once, with where it happened."""
+    def _fail(self, what: str, where: str, public: str) -> None:
+        """The student's kernel is gone: say so once, with where it happened (for the
+        instructor; the student's code chooses where, so the student is told only what)."""
         self._student_alive = False
         if self._death is None:
             self._death = f"{what} {where}".strip()
-            self.on_event({"event": "failure", "message": self._death})
+            self._death_public = public
+            self.on_event({"event": "failure", "message": self._death, "public": public})
 
     def call_student(self, name: str, args: tuple, kwargs: dict):
         try:
@@ -326,7 +343,7 @@ class Checker:
         if not reply.get("ok"):
             raise _student_exception(name, reply.get("error") or {})
         try:
-            return wire.decode(reply.get("value"))
+            return wire.decode_for_tests(reply.get("value"))
         except wire.WireError as exc:
             error = StudentCodeError(f"{name} returned a value the grader cannot read: {exc}")
             error.public = f"your {name} returned a value the grader cannot read"
@@ -344,7 +361,7 @@ class Checker:
                 self.namespace[name] = StudentFunction(self, name)
             elif kind == "value":
                 try:
-                    self.namespace[name] = wire.decode(reply.get("value"))
+                    self.namespace[name] = wire.decode_for_tests(reply.get("value"))
                 except wire.WireError as exc:
                     raise StudentCodeError(f"{name} cannot be read by the grader: {exc}") from None
             elif kind == "unsupported":
@@ -354,10 +371,14 @@ class Checker:
             injected.append(name)
         return injected
 
-    def _exec_trusted(self, source: str, filename: str) -> str:
+    def _exec_trusted(self, source: str, filename: str, explain: bool = False) -> str:
         """Run instructor code in the grader's namespace; return what it printed."""
         tree = ast.parse(source, filename)
         injected = self._bind_student_names(tree)
+        if explain:
+            tree = _ExplainAsserts().visit(tree)
+            ast.fix_missing_locations(tree)
+            self.namespace[_EXPLAIN] = _explain
         before = {name: self.namespace[name] for name in injected}
         buffer = io.StringIO()
         try:
@@ -396,6 +417,8 @@ class Checker:
                         "output": verdict.output,
                     }
                 )
+            elif self.stop_on_error and self.first_error:
+                continue
             elif self._student_alive and time.monotonic() < self.deadline:
                 self.run_cell(step)
         return verdicts
@@ -404,23 +427,40 @@ class Checker:
         """A student cell runs on the student's side; a locked cell on both sides."""
         where = f"in cell {step.grade_id!r}" if step.grade_id else "in a cell without grade_id"
         try:
-            self._request({"op": "run", "source": step.source}, where)
+            reply = self._request({"op": "run", "source": step.source}, where)
+            if not reply.get("ok") and step.kind == "student":
+                error = reply.get("error") or {}
+                ename, evalue = str(error.get("ename", "Exception")), str(error.get("evalue", ""))
+                what = f"{where[3:]} raised {ename}" + (f": {evalue}" if evalue else "")
+                # (an exercise's untouched stub raises NotImplementedError: a part not yet
+                # attempted does not stop the check of the others)
+                if self.first_error is None and ename != "NotImplementedError":
+                    self.first_error = what[:MAX_MESSAGE]
+                # the instructor's note only: the student's code chooses the text
+                self.on_event({"event": "note", "message": what[:300], "private": True})
         except StudentTimeout as exc:
-            self.on_event({"event": "note", "message": f"{where}: {exc}"})
+            if self.first_error is None and step.kind == "student":
+                self.first_error = f"{where[3:]} timed out ({exc})"
+            self.on_event({"event": "note", "message": f"{where}: {exc}", "private": True})
         except StudentDied:
             pass  # reported once by _fail
+        except wire.WireError as exc:  # a cell too large to send: the submission's fault
+            self.on_event({"event": "note", "message": f"{where} was not run: {exc}"})
         if step.kind == "locked":
             try:
                 self._exec_trusted(step.source, f"<cell {step.grade_id}>")
             except Exception as exc:  # noqa: BLE001 -- a later test will fail with it
-                self.on_event(
-                    {"event": "note", "message": f"locked cell {step.grade_id!r}: {exc!r}"[:300]}
-                )
+                message = f"locked cell {step.grade_id!r}: {exc!r}"[:300]
+                self.on_event({"event": "note", "message": message, "private": True})
 
     def check(self, step: Step) -> Verdict:
         verdict = Verdict(step.grade_id, step.points, passed=False)
         if not self._student_alive:
-            verdict.message = verdict.public = f"not graded: {self._death}"
+            verdict.message = f"not graded: {self._death}"
+            verdict.public = f"not graded: {self._death_public}"
+            return verdict
+        if self.stop_on_error and self.first_error:
+            verdict.message = verdict.public = f"not run: {self.first_error}"
             return verdict
         self._forbid = [
             name.strip() for line in FORBID.findall(step.source) for name in line.split(",")
@@ -431,22 +471,87 @@ class Checker:
         self._where = f"in part {step.grade_id}"
         try:
             for code, is_hidden in _split_hidden(step.source):
-                printed = self._exec_trusted(code, filename)
+                printed = self._exec_trusted(code, filename, explain=True)
                 if not is_hidden:  # what hidden tests print never reaches a report
                     outputs.append(printed)
             verdict.passed = True
         except StudentTimeout as exc:
-            verdict.message = verdict.public = f"timed out in part {step.grade_id}: {exc}"
+            verdict.message = f"timed out in part {step.grade_id}: {exc}"
+            verdict.public = f"timed out in part {step.grade_id}"
         except StudentDied as exc:
-            verdict.message = verdict.public = (
+            verdict.message = (
                 f"{exc} in part {step.grade_id}" if self._death is None else str(self._death)
             )
+            verdict.public = exc.public
         except Exception as exc:  # noqa: BLE001 -- any failure of the test is the verdict
             verdict.message, verdict.public = _describe_failure(exc, filename, step.source, hidden)
         finally:
             self._forbid, self._where = [], ""
         verdict.output = "".join(outputs)[-4000:]
         return verdict
+
+
+_EXPLAIN = "__grader_explain__"
+_VALUE = "__grader_value_{}__"
+
+
+def _explain(sources: list[str], values: list) -> str:
+    """The values an assert compared, one short ``source = repr`` each."""
+    import numpy as np
+
+    parts = []
+    with np.printoptions(threshold=12, edgeitems=3, precision=6):
+        for source, value in zip(sources, values):
+            text = " ".join(repr(value).split())
+            parts.append(f"{source} = {text[:200]}{' ...' if len(text) > 200 else ''}")
+    return "; ".join(parts)
+
+
+class _ExplainAsserts(ast.NodeTransformer):
+    """``assert a == b`` and ``assert f(a, b)`` without a message become: evaluate the
+    operands (in the same order, once), then assert on them with a message that shows
+    their values -- so a failed visible test says what it compared (as pytest does)."""
+
+    def visit_Assert(self, node: ast.Assert):
+        if node.msg is not None:
+            return node
+        test = node.test
+        if isinstance(test, ast.Compare) and len(test.ops) == 1:
+            operands = [test.left, test.comparators[0]]
+        elif (
+            isinstance(test, ast.Call)
+            and test.args
+            and not any(isinstance(a, ast.Starred) for a in test.args)
+            and all(k.arg is not None for k in test.keywords)
+        ):
+            operands = list(test.args)
+        else:
+            return node
+        names = [_VALUE.format(i) for i in range(len(operands))]
+        if isinstance(test, ast.Call):
+            func = _VALUE.format("f")
+            before = [ast.Assign([ast.Name(func, ast.Store())], test.func)]
+            new_test = ast.Call(
+                ast.Name(func, ast.Load()), [ast.Name(n, ast.Load()) for n in names], test.keywords
+            )
+        else:
+            before = []
+            new_test = ast.Compare(
+                ast.Name(names[0], ast.Load()), test.ops, [ast.Name(names[1], ast.Load())]
+            )
+        before += [ast.Assign([ast.Name(n, ast.Store())], op) for n, op in zip(names, operands)]
+        message = ast.Call(
+            ast.Name(_EXPLAIN, ast.Load()),
+            [
+                ast.List([ast.Constant(ast.unparse(op)) for op in operands], ast.Load()),
+                ast.List([ast.Name(n, ast.Load()) for n in names], ast.Load()),
+            ],
+            [],
+        )
+        statements = [*before, ast.Assert(new_test, message)]
+        for statement in statements:
+            ast.copy_location(statement, node)
+        return statements
 
 
 def _split_hidden(source: str) -> list[tuple[str, bool]]:
@@ -511,8 +616,10 @@ def _hidden_line_range(source: str) -> tuple[int, int] | None:
 
 def _describe_failure(exc: Exception, filename: str, source: str, hidden) -> tuple[str, str]:
     """``(full, public)`` one-line reasons: where the test failed and why. Neither shows the
-    source of a hidden test; ``public`` also leaves out every text the student's code
-    produced (exception messages, values in an assert's message)."""
+    source of a hidden test. ``public`` is in a fixed vocabulary -- the failing visible line
+    (the instructor's text), "failed", "your f raised an exception", "a hidden test failed"
+    -- with no text, exception type or number chosen by the student's code, which may have
+    recorded hidden inputs in an earlier call."""
     lineno = None
     for frame, line in traceback.walk_tb(exc.__traceback__):
         if frame.f_code.co_filename == filename:
@@ -521,14 +628,18 @@ def _describe_failure(exc: Exception, filename: str, source: str, hidden) -> tup
     what = "error in your code" if student else type(exc).__name__
     text = str(exc)
     detail = f"{what}: {text}" if text else what
-    public = getattr(exc, "public", "") if student else type(exc).__name__
+    if student:
+        public = getattr(exc, "public", "") or "error in your code"
+    elif isinstance(exc, AssertionError):
+        public = "failed"
+    else:
+        public = "the test could not use your result"
     if lineno is None:
         return detail[:MAX_MESSAGE], public[:MAX_MESSAGE]
     if hidden and hidden[0] <= lineno <= hidden[1]:
-        kind = public if student else type(exc).__name__
-        return f"a hidden test failed ({kind})"[:MAX_MESSAGE], f"a hidden test failed ({kind})"[
-            :MAX_MESSAGE
-        ]
+        kind = "your code raised an exception" if student else type(exc).__name__
+        private = f"a hidden test failed (line {lineno}: {kind}: {text[:300]})"
+        return private[:MAX_MESSAGE], "a hidden test failed"
     code = source.splitlines()[lineno - 1].strip()
     return (
         f"line {lineno}: {code}  ->  {detail}"[:MAX_MESSAGE],
@@ -548,6 +659,7 @@ def check_notebook_against(
     on_event: Callable[[dict], None] | None = None,
     limits=None,
     scratch=None,
+    stop_on_error: bool = False,
 ) -> list[Verdict]:
     """Grade ``submission`` (a notebook) with the tests of ``source`` in a fresh student
     interpreter. Parts not reached (the student's kernel died, time ran out) fail with a
@@ -563,9 +675,13 @@ def check_notebook_against(
         limits=limits,
         scratch=scratch,
     ) as student:
+        if on_event is not None and student.cgroup_paths:
+            # so that the parent removes them if it has to kill this process
+            on_event({"event": "cgroups", "paths": student.cgroup_paths})
         student.wait_ready()
         checker = Checker(student, cell_timeout, deadline, on_event)
         checker.reserved = grader_names(source)
+        checker.stop_on_error = stop_on_error
         for verdict in checker.run(the_plan):
             verdicts[verdict.grade_id] = verdict
     return [verdicts[s.grade_id] for s in the_plan.steps if s.kind == "test"]

@@ -190,7 +190,10 @@ def grade_submissions(
             except Exception as exc:  # noqa: BLE001 -- a grader bug must not stop the batch
                 report = GradeReport(assignment, student, error=f"{GRADER_ERROR}: {exc!r}")
             if not report.error or not report.error.startswith((UNGRADABLE, GRADER_ERROR)):
-                record(report, url, submission_timestamp(notebook))
+                timestamp = submission_timestamp(notebook)
+                record(report, url, timestamp)
+                if notebook.parent == course.root / "submitted" / student / assignment:
+                    ensure_submission_timestamp(notebook, timestamp)
                 _check_integrity(url)
                 assign_late_penalties(
                     config,
@@ -200,15 +203,46 @@ def grade_submissions(
                     [source_notebook_path(assignment, course).stem],
                 )
                 if feedback_root is not None:
-                    from scalinglab.grading.feedback import write_feedback
-
-                    write_feedback(report, notebook, course, feedback_root)
+                    _write_feedback(report, notebook, course, feedback_root, timestamp)
             reports[i] = report
             bar.update(1)
             if on_report:
                 on_report(report)
     bar.close()
     return [reports[i] for i in range(len(pairs))]
+
+
+def _write_feedback(report, notebook, course, root, timestamp) -> None:
+    """The feedback files of a recorded submission and nbgrader's ``timestamp.txt`` next to
+    them. Never raises: whatever the submission holds, the batch goes on (a failure is
+    the report's note, and the gradebook keeps the score)."""
+    from scalinglab.grading.feedback import write_feedback
+
+    try:
+        autograded, feedback = write_feedback(report, notebook, course, root)
+        for folder in (autograded.parent, feedback.parent):  # as nbgrader's autograde does
+            (folder / "timestamp.txt").write_text(_format_timestamp(timestamp))
+    except Exception as exc:  # noqa: BLE001 -- feedback is a courtesy, the grade is recorded
+        report.details.append(f"no feedback written: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _format_timestamp(timestamp: datetime) -> str:
+    """nbgrader's ``timestamp.txt`` format (UTC), read back by ``nbgrader.utils.parse_utc``
+    as the very value the gradebook holds."""
+    return timestamp.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def ensure_submission_timestamp(notebook: Path, timestamp: datetime) -> None:
+    """Write ``timestamp.txt`` next to a submission that has none (nbgrader's collect
+    writes one; a folder filled by hand has none), so that formgrader, which compares it
+    with the gradebook, sees the submission as autograded rather than new."""
+    stamp = Path(notebook).parent / "timestamp.txt"
+    try:
+        fd = os.open(stamp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except OSError:  # there is one already (or the folder is not writable)
+        return
+    with os.fdopen(fd, "w") as fh:
+        fh.write(_format_timestamp(timestamp))
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -222,7 +256,9 @@ def collect_submissions(
 ) -> list[tuple[str, Path]]:
     """nbgrader's layout: ``submitted/<student>/<assignment>/<notebook>.ipynb``.
 
-    A folder with several notebooks contributes the one named like the assignment's
+    A student's or assignment folder that is a symbolic link is refused with a warning; a
+    notebook that is a link is returned, and :func:`autograde` refuses it with one line. A
+    folder with several notebooks contributes the one named like the assignment's
     notebook; the others are reported through ``warn`` and skipped. A folder with none of
     that name contributes its only notebook, or nothing (with a warning) if there are
     several.
@@ -230,6 +266,10 @@ def collect_submissions(
     expected = source_notebook_path(assignment, course).name
     pairs = []
     for folder in sorted((course.root / "submitted").glob(f"*/{assignment}")):
+        if folder.is_symlink() or folder.parent.is_symlink():
+            if warn:  # its files would be read with the instructor's rights
+                warn(f"{folder.parent.name}: {folder} is reached through a symbolic link: refused")
+            continue
         notebooks = sorted(folder.glob("*.ipynb"))
         chosen = [nb for nb in notebooks if nb.name == expected] or (
             notebooks if len(notebooks) == 1 else []

@@ -23,7 +23,53 @@ class Part:
 
 
 def nbgrader_meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+    """A cell's nbgrader metadata; ``{}`` where there is none or it is not a mapping (a
+    submission may hold any JSON there: nbformat does not check nbgrader's keys)."""
+    metadata = cell.get("metadata")
+    meta = metadata.get("nbgrader") if isinstance(metadata, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _well_typed(key: str, value) -> bool:
+    if key == "grade_id":
+        return isinstance(value, str)
+    if key in ("solution", "grade", "locked", "task"):
+        return isinstance(value, bool)
+    if key == "points":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return key == "schema_version" and type(value) is int
+
+
+def plain_text(text) -> str:
+    """``text`` as a string that can be written as UTF-8: a lone surrogate (valid in JSON,
+    not in UTF-8) becomes ``?``; anything that is not a string becomes ``""``."""
+    if not isinstance(text, str):
+        return ""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def clean_submission(nb):
+    """A new notebook holding only what grading and feedback read from a submission:
+    each cell's type, source and well-typed nbgrader keys. Saved outputs, attachments,
+    other metadata and widget state are dropped (the grader makes its own outputs), text
+    is made UTF-8-safe, nbgrader metadata that is not a mapping is ignored and a key of
+    the wrong type is dropped -- so no malformed field of a valid notebook can crash the
+    grader or reach a browser."""
+    cells = []
+    for cell in nb.get("cells", []):
+        kind = cell.get("cell_type")
+        source = plain_text(cell.get("source", ""))
+        meta = {k: v for k, v in nbgrader_meta(cell).items() if _well_typed(k, v)}
+        if "grade_id" in meta:
+            meta["grade_id"] = plain_text(meta["grade_id"])
+        metadata = {"nbgrader": meta} if meta else {}
+        if kind == "code":
+            cells.append(nbformat.v4.new_code_cell(source, metadata=metadata))
+        elif kind == "markdown":
+            cells.append(nbformat.v4.new_markdown_cell(source, metadata=metadata))
+        elif kind == "raw":
+            cells.append(nbformat.v4.new_raw_cell(source, metadata=metadata))
+    return nbformat.v4.new_notebook(cells=cells)  # fresh cell ids, none of the student's
 
 
 def graded_parts(nb) -> list[Part]:

@@ -172,8 +172,15 @@ def _is_plain_container(value) -> bool:
     return isinstance(value, np.ndarray)
 
 
+def _fingerprint(code) -> tuple:
+    """What identifies a function's code whatever its name, file or line numbers: its
+    bytecode and the names and constants it uses. A copy made with ``code.replace`` or
+    ``types.FunctionType`` has the same; only rewriting the function changes it."""
+    return (code.co_code, code.co_names, tuple(repr(c) for c in code.co_consts))
+
+
 def _forbidden_code_objects(names: list[str]) -> dict:
-    """``{code object: "module.function"}`` for the package functions a part forbids."""
+    """``{fingerprint: "module.function"}`` for the package functions a part forbids."""
     codes = {}
     for dotted in names:
         module_name, _, attribute = str(dotted).rpartition(".")
@@ -182,28 +189,43 @@ def _forbidden_code_objects(names: list[str]) -> dict:
             code = inspect.unwrap(target).__code__
         except Exception:  # noqa: BLE001 -- a name that does not resolve forbids nothing
             continue
-        codes[code] = dotted
+        codes[_fingerprint(code)] = dotted
     return codes
 
 
 @contextlib.contextmanager
 def _watch_calls(forbidden: dict, calls_made: set[str]):
-    """Record which forbidden functions run while the block executes (sys.setprofile)."""
+    """Record which forbidden functions run while the block executes, in this thread and
+    in every thread started meanwhile (``sys.setprofile`` and ``threading.setprofile``;
+    also threads already running, where Python has ``threading.setprofile_all_threads``).
+    A deterrent for honest students, not a proof: code in another process, or the
+    package's function copied out as source, is not seen."""
     if not forbidden:
         yield
         return
+    verdicts: dict[int, tuple] = {}  # id(code) -> (code, name or None): fingerprint once
 
     def profile(frame, event, arg):
         if event == "call":
-            name = forbidden.get(frame.f_code)
-            if name:
-                calls_made.add(name)
+            code = frame.f_code
+            known = verdicts.get(id(code))
+            if known is None or known[0] is not code:
+                known = verdicts[id(code)] = (code, forbidden.get(_fingerprint(code)))
+            if known[1]:
+                calls_made.add(known[1])
 
     previous = sys.getprofile()
+    everywhere = getattr(threading, "setprofile_all_threads", None)
+    threading.setprofile(profile)
+    if everywhere is not None:
+        everywhere(profile)
     sys.setprofile(profile)
     try:
         yield
     finally:
+        threading.setprofile(None)
+        if everywhere is not None:
+            everywhere(None)
         sys.setprofile(previous)
 
 

@@ -29,7 +29,12 @@ class StudentTimeout(Exception):
 
 
 class StudentDied(Exception):
-    """The student's process ended or broke the protocol."""
+    """The student's process ended or broke the protocol. ``public`` says so in the
+    student's fixed vocabulary (no exit status or signal, which the student's code picks)."""
+
+    def __init__(self, message: str, public: str = "your code stopped the grader's kernel"):
+        super().__init__(message)
+        self.public = public
 
 
 class StartError(RuntimeError):
@@ -77,11 +82,15 @@ class StudentProcess:
         run_env = _student_env(env, sandboxed)
         limits = limits or sandbox.Limits()
         if sandboxed:
-            argv = sandbox.command(argv, list(secret_paths), limits.disk_bytes)
+            argv = sandbox.command(argv, list(secret_paths), limits.disk_bytes, limits.shm_bytes)
             cwd = None
         else:
             cwd = str(workdir or self.home)
-        self._cgroup = sandbox.PidsCgroup(limits.processes) if sandboxed else None
+        self._cgroup = (
+            sandbox.SandboxCgroups(limits.processes, limits.memory_bytes) if sandboxed else None
+        )
+        self._memory_limit = limits.memory_bytes
+        self.cgroup_paths = [str(p) for p in self._cgroup.paths] if self._cgroup else []
         cgroup = self._cgroup
 
         prctl = _prctl()
@@ -89,11 +98,8 @@ class StudentProcess:
         def preexec():  # runs in the child between fork and exec
             if prctl is not None:  # SIGKILL when the grader's worker dies: never outlive it
                 prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-            if cgroup is not None and cgroup.path is not None:
-                try:
-                    (cgroup.path / "cgroup.procs").write_text(str(os.getpid()))
-                except OSError:
-                    pass
+            if cgroup is not None:
+                cgroup.join()
             if sandboxed:
                 limits.apply()
 
@@ -113,6 +119,7 @@ class StudentProcess:
             os.close(fd)
         os.set_blocking(self._req_w, False)
         self._buffer = bytearray()
+        self._skip = 0  # bytes of an unwanted frame still to be discarded
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait for the runner's first message, sent before any student code runs; raise
@@ -173,34 +180,51 @@ class StudentProcess:
             except BlockingIOError:
                 continue
             except (BrokenPipeError, OSError) as exc:
-                raise StudentDied(self._death_message()) from exc
+                raise StudentDied(*self._death()) from exc
 
     def _read_reply(self, wanted_id: int, deadline: float) -> dict | None:
-        """The reply with id ``wanted_id``; ``None`` if the deadline passes first."""
-        while True:
-            message = self._read_message(deadline)
-            if message is None:
-                return None
-            if message.get("id") == wanted_id:
-                return message
-            # a stale or forged reply: ignore it
+        """The reply with id ``wanted_id``; ``None`` if the deadline passes first.
 
-    def _read_message(self, deadline: float) -> dict | None:
+        A frame's header carries its id: a frame with another id (stale, or forged by the
+        student's code) is discarded as it streams in, unparsed and never held whole, so
+        the grader's memory stays bounded by one reply of at most
+        :data:`wire.MAX_REPLY_BYTES`, parsed only if it has few enough nested values."""
         while True:
-            if len(self._buffer) >= 8:
-                size = int.from_bytes(self._buffer[:8], "big")
-                if size > wire.MAX_MESSAGE_BYTES:
+            if self._skip:
+                dropped = min(self._skip, len(self._buffer))
+                del self._buffer[:dropped]
+                self._skip -= dropped
+                if not self._skip:
+                    continue
+            elif len(self._buffer) >= wire.HEADER_BYTES:
+                size, frame_id = wire.parse_header(bytes(self._buffer[: wire.HEADER_BYTES]))
+                if frame_id != wanted_id:
+                    del self._buffer[: wire.HEADER_BYTES]
+                    self._skip = size
+                    continue
+                if size > wire.MAX_REPLY_BYTES:
                     self.kill()
-                    raise StudentDied("sent a reply larger than the grader accepts")
-                if len(self._buffer) >= 8 + size:
-                    body = bytes(self._buffer[8 : 8 + size])
-                    del self._buffer[: 8 + size]
+                    raise StudentDied(
+                        f"sent a reply of {size} bytes, over the grader's "
+                        f"{wire.MAX_REPLY_BYTES // 2**20} MiB",
+                        "your code returned a value larger than the grader accepts",
+                    )
+                end = wire.HEADER_BYTES + size
+                if len(self._buffer) >= end:
+                    body = bytes(self._buffer[wire.HEADER_BYTES : end])
+                    del self._buffer[:end]
                     try:
-                        return wire.parse_body(body)
+                        message = wire.parse_body(body)
                     except wire.WireError as exc:
                         self.kill()
-                        raise StudentDied(f"sent a malformed reply ({exc})") from exc
-            remaining = deadline - time.monotonic()
+                        raise StudentDied(
+                            f"sent a malformed reply ({exc})",
+                            "your code sent a reply the grader cannot read",
+                        ) from exc
+                    if message.get("id") == wanted_id:
+                        return message
+                    continue
+            remaining = deadline - time.monotonic()  # more bytes are needed
             if remaining <= 0:
                 return None
             readable, _, _ = select.select([self._rep_r], [], [], remaining)
@@ -208,15 +232,24 @@ class StudentProcess:
                 return None
             chunk = os.read(self._rep_r, 1 << 20)
             if not chunk:
-                raise StudentDied(self._death_message())
+                raise StudentDied(*self._death())
             self._buffer += chunk
 
-    def _death_message(self) -> str:
+    def _death(self) -> tuple[str, str]:
+        """Why the student's process ended: for the instructor, and in the student's fixed
+        vocabulary."""
         try:
             code = self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.kill()
             code = self.proc.returncode
+        if self._cgroup is not None and self._cgroup.out_of_memory():
+            limit = f"limit {self._memory_limit / 2**30:.3g} GiB"
+            return (
+                f"the student's kernel ran out of memory ({limit})",
+                f"your code ran out of memory ({limit})",
+            )
+        public = "your code stopped the grader's kernel"
         # Killed by a signal: -N from the process itself, 128 + N from bubblewrap, which
         # reports its child's death the way a shell does.
         number = -code if code is not None and code < 0 else None
@@ -227,8 +260,8 @@ class StudentProcess:
                 name = signal.Signals(number).name
             except ValueError:
                 name = f"signal {number}"
-            return f"the student's kernel died ({name})"
-        return f"the student's kernel died (exit status {code})"
+            return f"the student's kernel died ({name})", public
+        return f"the student's kernel died (exit status {code})", public
 
     # -- ending ---------------------------------------------------------------------------
     def kill(self) -> None:

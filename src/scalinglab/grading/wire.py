@@ -10,7 +10,11 @@ The other direction (arguments the grader passes to a student's function) may al
 pickled objects, a trained model say: unpickling happens in the student's process, on data
 the grader made, so it endangers nobody.
 
-Messages are framed as an 8-byte big-endian length followed by UTF-8 JSON.
+Messages are framed as a 16-byte header -- the body's length and the message's id, 8-byte
+big-endian each -- followed by the body, UTF-8 JSON. The id in the header lets the grader
+discard a stale or forged reply without reading it whole; a reply (student to grader) is
+at most :data:`MAX_REPLY_BYTES` and holds at most :data:`MAX_CONTAINERS` lists and dicts,
+so parsing one costs the grader a bounded amount of memory.
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ from typing import Any
 import numpy as np
 
 MAX_MESSAGE_BYTES = 64 * 2**20  # a message larger than this is refused
+# Replies from the student's code: 32 MiB holds a float64 array of 3 million numbers (as
+# base64); 250,000 lists/dicts cost the parser tens of MB, where a reply of 64 MiB of nested
+# empty lists cost it 3 GB. Return arrays, not millions of small lists.
+MAX_REPLY_BYTES = 32 * 2**20
+MAX_CONTAINERS = 250_000
+HEADER_BYTES = 16
 MAX_DEPTH = 64  # nesting of lists/dicts
 # NumPy dtype kinds that are plain data: bool, signed/unsigned int, float, complex,
 # fixed-width unicode and bytes. Object arrays (kind "O") and structured types are not.
@@ -118,6 +128,32 @@ def decode(data: Any, allow_pickle: bool = False) -> Any:
     return _decode(data, allow_pickle, 0)
 
 
+def decode_for_tests(data: Any) -> Any:
+    """A value the student's code returned, in the types the course's tests are written
+    for, so that an answer is judged by its value whatever legitimate type carries it:
+    a torch tensor (with or without ``requires_grad``, any device) becomes a NumPy array
+    of its dtype, and a 0-d array, 0-d tensor or NumPy scalar becomes the Python scalar
+    (``float``, ``int``, ``bool``, ``complex``, ``str``) of the same value. Arrays of one or
+    more dimensions keep their dtype (a float32 answer is judged at float32 precision)."""
+    return _as_test_value(decode(data))
+
+
+def _as_test_value(value: Any) -> Any:
+    if _is_torch_tensor(value):
+        value = _tensor_to_numpy(value)
+    if isinstance(value, np.ndarray):
+        return value.item() if value.ndim == 0 else value
+    if isinstance(value, np.generic):
+        return value.item()
+    if type(value) is list:
+        return [_as_test_value(v) for v in value]
+    if type(value) is tuple:
+        return tuple(_as_test_value(v) for v in value)
+    if type(value) is dict:
+        return {k: _as_test_value(v) for k, v in value.items()}
+    return value
+
+
 def _decode(data: Any, allow_pickle: bool, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise WireError("value nested too deeply")
@@ -136,12 +172,14 @@ def _decode(data: Any, allow_pickle: bool, depth: int) -> Any:
     if tag == "npscalar":
         return _array_from_fields(data)[()]
     if tag == "tensor":
-        import torch
-
         array = _decode(data["nd"], allow_pickle, children)
         if not isinstance(array, np.ndarray):
             raise WireError("malformed tensor")
-        return torch.from_numpy(np.array(array)) if array.dtype.kind in "biufc" else array
+        if array.dtype.kind not in "biufc":
+            return array
+        import torch
+
+        return torch.from_numpy(np.array(array))
     if tag == "tuple":
         return tuple(_decode(v, allow_pickle, children) for v in _as_list(data["v"]))
     if tag in ("set", "frozenset"):
@@ -195,14 +233,23 @@ def _array_from_fields(data: dict) -> np.ndarray:
 
 
 def dump_message(message: dict) -> bytes:
-    """One framed message: 8-byte length, then JSON."""
+    """One framed message: header (length, id), then JSON."""
     body = json.dumps(message, allow_nan=True).encode("utf-8")
     if len(body) > MAX_MESSAGE_BYTES:
         raise WireError(f"message of {len(body)} bytes exceeds {MAX_MESSAGE_BYTES}")
-    return len(body).to_bytes(8, "big") + body
+    frame_id = message.get("id")
+    frame_id = frame_id if type(frame_id) is int and 0 <= frame_id < 2**63 else 2**64 - 1
+    return len(body).to_bytes(8, "big") + frame_id.to_bytes(8, "big") + body
+
+
+def parse_header(header: bytes) -> tuple[int, int]:
+    """``(length, id)`` of a frame's header."""
+    return int.from_bytes(header[:8], "big"), int.from_bytes(header[8:16], "big")
 
 
 def parse_body(body: bytes) -> dict:
+    if body.count(b"[") + body.count(b"{") > MAX_CONTAINERS:
+        raise WireError(f"more than {MAX_CONTAINERS} nested values (return an array)")
     try:
         message = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:
@@ -215,10 +262,10 @@ def parse_body(body: bytes) -> dict:
 def read_message_blocking(fd: int) -> dict | None:
     """Read one framed message from ``fd`` (blocking); ``None`` at end of file. Used by the
     student side, which has nothing else to do while it waits."""
-    header = _read_exactly(fd, 8)
+    header = _read_exactly(fd, HEADER_BYTES)
     if header is None:
         return None
-    size = int.from_bytes(header, "big")
+    size, _ = parse_header(header)
     if size > MAX_MESSAGE_BYTES:
         raise WireError("message too large")
     body = _read_exactly(fd, size)
