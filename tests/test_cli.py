@@ -104,15 +104,27 @@ def test_version(capsys):
     assert capsys.readouterr().out == f"scalinglab {scalinglab.__version__}\n"
 
 
+def _outside_main(tree: ast.Module):
+    """Every node of a module except those inside its command line: a top-level ``main``
+    function and the ``if __name__ == "__main__":`` block."""
+    for top in tree.body:
+        if isinstance(top, ast.FunctionDef) and top.name == "main":
+            continue
+        if isinstance(top, ast.If) and "__main__" in ast.unparse(top.test):
+            continue
+        yield from ast.walk(top)
+
+
 def test_library_does_not_import_the_command_line():
-    """Layering: only the command-line modules may import the command-line modules."""
+    """Layering: only the command line (cli, sweep_cli, and a module's own ``main``, the
+    entry point of ``python -m scalinglab.MODULE``) may import the command-line modules."""
     package = Path(scalinglab.__file__).parent
     cli_modules = {"scalinglab.cli", "scalinglab.sweep_cli"}
     offenders = []
     for path in package.rglob("*.py"):
         if path.name in ("cli.py", "sweep_cli.py") and path.parent == package:
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in _outside_main(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = {node.module} | {f"{node.module}.{a.name}" for a in node.names}
             elif isinstance(node, ast.Import):
@@ -142,3 +154,21 @@ def test_generated_files_are_ignored_by_git(path):
         pytest.skip("not a git checkout")
     run = subprocess.run(["git", "check-ignore", "-q", path], cwd=root)
     assert run.returncode == 0, f"{path} is not ignored by .gitignore"
+
+
+def test_only_the_command_line_parses_arguments():
+    """argparse is imported by scalinglab.cli and scalinglab.sweep_cli alone."""
+    package = Path(scalinglab.__file__).parent
+    users = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                {a.name for a in node.names}
+                if isinstance(node, ast.Import)
+                else {node.module}
+                if isinstance(node, ast.ImportFrom)
+                else set()
+            )
+            if "argparse" in names:
+                users.add(str(path.relative_to(package)))
+    assert users == {"cli.py", "sweep_cli.py"}

@@ -542,7 +542,7 @@ def grokking_records(config: dict) -> list[dict]:
 
 def main(argv=None) -> None:
     """``python -m scalinglab.emergence CONFIG.json --out records.jsonl`` (1 thread, CPU)."""
-    from scalinglab.engine.sweep_config import records_main
+    from scalinglab.sweep_cli import records_main
 
     records_main(grokking_records, main.__doc__, argv)
 

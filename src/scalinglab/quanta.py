@@ -445,7 +445,7 @@ def records_probs(record: dict) -> np.ndarray:
 
 def main(argv=None) -> None:
     """``python -m scalinglab.quanta CONFIG.json --out records.jsonl`` (1 thread, CPU)."""
-    from scalinglab.engine.sweep_config import records_main
+    from scalinglab.sweep_cli import records_main
 
     records_main(quanta_records, main.__doc__, argv)
 

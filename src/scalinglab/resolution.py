@@ -448,7 +448,7 @@ def main(argv=None) -> None:
     1-NN and interpolation over several seeds (BLAS at 1 thread)."""
     from threadpoolctl import threadpool_limits
 
-    from scalinglab.engine.sweep_config import records_main
+    from scalinglab.sweep_cli import records_main
 
     with threadpool_limits(1):
         records_main(slope_seed_records, main.__doc__, argv)

@@ -261,7 +261,7 @@ def main(argv=None) -> None:
     (1 thread, CPU; progress to stderr)."""
     import sys
 
-    from scalinglab.engine.sweep_config import records_main
+    from scalinglab.sweep_cli import records_main
 
     def run(config):
         return convergence_records(config, progress=lambda s: print(s, file=sys.stderr, flush=True))

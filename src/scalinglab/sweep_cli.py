@@ -10,8 +10,10 @@ arguments, prints one-line errors and the hint to resume.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
+from collections.abc import Callable, Sequence
 
 from scalinglab.engine.sweep_config import (
     ConfigError,
@@ -383,3 +385,26 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> argparse.Arg
     parser.set_defaults(func=_main, prog=parser.prog)
     _register_merge_and_status(parser)
     return parser
+
+
+def records_main(
+    run: Callable[[dict], list[dict]], description: str, argv: Sequence[str] | None = None
+) -> None:
+    """``python -m scalinglab.MODULE CONFIG.json --out records.jsonl`` for a chapter module
+    whose records come from ``run(config)`` rather than a :class:`SweepGrid` (one thread:
+    the shipped records were made that way). The module's own ``main`` calls it: a module's
+    ``main`` is its command line, the only place outside this module and :mod:`scalinglab.cli`
+    that may import it."""
+    import torch  # (light at import: the sub-command line loads torch only when it runs)
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("config", help="JSON config of the run")
+    parser.add_argument("--out", required=True, help="JSON-lines file for the records")
+    args = parser.parse_args(argv)
+    with open(args.config) as f:
+        config = json.load(f)
+    torch.set_num_threads(1)
+    records = run(config)
+    with open(args.out, "w") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")

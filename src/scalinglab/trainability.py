@@ -199,7 +199,7 @@ def run_config(config: Mapping) -> list[dict]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m scalinglab.trainability CONFIG.json --out records.jsonl``."""
-    from scalinglab.engine.sweep_config import records_main
+    from scalinglab.sweep_cli import records_main
 
     records_main(run_config, main.__doc__, argv)
 

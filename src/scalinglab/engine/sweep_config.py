@@ -485,26 +485,3 @@ def run_config(
         total = len(load_records(out))  # what is on disk, whatever line Ctrl-C hit
         raise SweepInterrupted(total - kept, total, out) from None
     return written
-
-
-def records_main(
-    run: Callable[[dict], list[dict]], description: str, argv: Sequence[str] | None = None
-) -> None:
-    """``python -m scalinglab.MODULE CONFIG.json --out records.jsonl`` for a chapter module
-    whose records come from ``run(config)`` rather than a :class:`SweepGrid` (one thread:
-    the shipped records were made that way)."""
-    import argparse
-
-    import torch
-
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("config", help="JSON config of the run")
-    parser.add_argument("--out", required=True, help="JSON-lines file for the records")
-    args = parser.parse_args(argv)
-    with open(args.config) as f:
-        config = json.load(f)
-    torch.set_num_threads(1)
-    records = run(config)
-    with open(args.out, "w") as f:
-        for record in records:
-            f.write(json.dumps(record) + "\n")
