@@ -217,18 +217,74 @@ def test_examples_per_quantum_do_not_depend_on_alpha(records):
     assert abs(lo.mean() - hi.mean()) < 3 * spread
 
 
+def test_learning_time_exponent_recovers_a_known_power_law():
+    # reference: step-function losses whose learning times are exactly D_k = 50 p_k^-gamma on
+    # a fine geometric grid; the fitted exponent must return gamma (grid error ~ 1 %)
+    from scalinglab.quanta import late_start, learning_time_exponent
+
+    p = zipf_frequencies(60, 1.0)
+    D = np.geomspace(10, 1e7, 400)
+    for gamma in (0.6, 1.0):
+        dk = 50 * p**-gamma
+        loss = np.where(D[:, None] >= dk[None, :], 0.0, LN2)
+        start = late_start(D, loss, 10.0)
+        assert start == pytest.approx(10 * dk[0], rel=0.03)
+        assert learning_time_exponent(p, D, loss, start) == pytest.approx(gamma, rel=0.02)
+
+
+# The page's section 4 (data): mean +- s.d. over 3 seeds, from D >= 3 D_1 on.
+LATE = {0.5: dict(measured=0.68, theory=0.50, z=4), 1.0: dict(measured=0.70, theory=0.51, z=11)}
+
+
 @pytest.mark.parametrize("alpha", ALPHAS)
-def test_data_exponent_agrees_with_theory(records, alpha):
+def test_late_data_exponent_disagrees_with_theory(records, alpha):
+    # The test, failed and stated so on the page: where the start-up transient is
+    # over, the measured exponent lies many s.d. of the seeds from the theory's slope for
+    # 100 quanta over the same D (the theory steeper than the K -> infinity law).
+    from scalinglab.quanta import late_data_exponent_fit
+
+    fit = late_data_exponent_fit(records, alpha)
+    m, sd, th = fit["measured"].mean(), fit["measured"].std(ddof=1), fit["theory"].mean()
+    assert round(m, 2) == LATE[alpha]["measured"] and round(th, 2) == LATE[alpha]["theory"]
+    assert th > data_exponent(alpha)
+    # "about 0.7 for both", "about 0.5 for both" (the page's words, to 0.05)
+    assert abs(m - 0.7) < 0.05 and abs(th - 0.5) < 0.05
+    # "off by 4 and 11 standard deviations of the seeds": agreement would need < 3
+    assert round((m - th) / sd) == LATE[alpha]["z"] and (m - th) / sd > 3
+    # about one decade of D from 3 D_1 on
+    assert 0.9 < fit["decades"].min() <= fit["decades"].max() < 1.2
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_rare_subtasks_need_fewer_of_their_own_examples(records, alpha):
+    # The mechanism behind the disagreement: among the subtasks learned after 10 D_1,
+    # D_k ~ p_k^-gamma with gamma below the model's 1 and below the slope of the fitted
+    # delay-plus-model curve D_0 + tau/p_k (about 0.95) by more than 3 s.d. of the seeds.
+    from scalinglab.quanta import late_data_exponent_fit
+
+    fit = late_data_exponent_fit(records, alpha)
+    g, gd = fit["gamma"], fit["gamma_delay"]
+    assert 1.0 - g.mean() > 3 * g.std(ddof=1)
+    assert gd.mean() - g.mean() > 3 * g.std(ddof=1)
+    assert 0.55 <= g.mean() <= 0.75  # "p_k^-0.6 to p_k^-0.7"
+    assert abs(gd.mean() - 0.95) < 0.025  # "about 0.95"
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_mean_loss_is_a_power_law_in_data(records, alpha):
+    # the page: over the whole fit range (1.5 decades, from the first learned subtask on) the
+    # reducible loss (the floor is exactly 0) lies on a line in log-log, rms deviation of
+    # log L about 0.04 (between 0.02 and 0.06 in every seed)
     from scalinglab.quanta import data_exponent_fit
 
     fit = data_exponent_fit(records, alpha)
-    diff = fit["measured"] - fit["predicted"]  # one prediction per seed, from its own D_0, tau
-    # tolerance from the seed spread: the mean difference within 3 s.d. of the per-seed
-    # differences (about 5 standard errors of the mean of three), the test the page states
-    assert abs(diff.mean()) < 3 * diff.std(ddof=1)
-    # and the measured exponent is not the naive K -> infinity, D_0 = 0 law: the start-up
-    # delay and the end of the list of quanta both steepen it
-    assert fit["measured"].mean() > data_exponent(alpha) + 0.1
+    d, use = fit["sweep"], fit["use"]
+    x = np.log(d["examples"][use])
+    assert np.log10(d["examples"][use][-1] / d["examples"][use][0]) > 1.45
+    for loss in d["loss"]:
+        y = np.log(loss[use])
+        rms = np.sqrt(np.mean((y - np.polyval(np.polyfit(x, y, 1), x)) ** 2))
+        assert 0.02 < rms < 0.06
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
@@ -248,17 +304,12 @@ def test_parameter_exponent_is_not_converged(records, alpha):
 def test_measured_exponent_follows_alpha(records):
     from scalinglab.quanta import data_exponent_fit, parameter_exponent_fit
 
-    # data: the measured shift from alpha = 0.5 to 1 agrees with the predicted shift within
-    # 3 s.d. of the per-seed differences (seeds are independent between the two alphas)
-    lo, hi = data_exponent_fit(records, 0.5), data_exponent_fit(records, 1.0)
-    shift_measured = hi["measured"].mean() - lo["measured"].mean()
-    shift_predicted = hi["predicted"].mean() - lo["predicted"].mean()
-    spread = np.sqrt(
-        (hi["measured"] - hi["predicted"]).var(ddof=1)
-        + (lo["measured"] - lo["predicted"]).var(ddof=1)
-    )
-    assert shift_measured > 0 and shift_predicted > 0
-    assert abs(shift_measured - shift_predicted) < 3 * spread
+    # data: over the late range the theory for 100 quanta hardly moves with alpha (the page:
+    # "about 0.5 for both"), so the data sweep cannot test that the exponent follows alpha
+    from scalinglab.quanta import late_data_exponent_fit
+
+    th = [late_data_exponent_fit(records, a)["theory"].mean() for a in ALPHAS]
+    assert abs(th[1] - th[0]) < 0.05
     # parameters (not converged, see above): at the same budget the exponent is larger for
     # the larger alpha by more than the seeds scatter
     lo, hi = parameter_exponent_fit(records, 0.5), parameter_exponent_fit(records, 1.0)
