@@ -302,11 +302,9 @@ def test_parameter_exponent_is_not_converged(records, alpha):
 
 
 def test_measured_exponent_follows_alpha(records):
-    from scalinglab.quanta import data_exponent_fit, parameter_exponent_fit
-
     # data: over the late range the theory for 100 quanta hardly moves with alpha (the page:
     # "about 0.5 for both"), so the data sweep cannot test that the exponent follows alpha
-    from scalinglab.quanta import late_data_exponent_fit
+    from scalinglab.quanta import late_data_exponent_fit, parameter_exponent_fit
 
     th = [late_data_exponent_fit(records, a)["theory"].mean() for a in ALPHAS]
     assert abs(th[1] - th[0]) < 0.05
