@@ -321,6 +321,7 @@ def test_parameter_exponent_is_not_converged(long_records, alpha):
     rises = per_seed.mean(1)
     assert (rises > 3 * per_seed.std(1, ddof=1)).all()
     assert (0.115 < rises).all() and (rises < 0.155).all()
+    assert abs(rises.mean() - 0.14) < 0.01  # the summary's "about 0.14 per doubling"
     assert rises[-1] > 0.8 * rises[0]  # no levelling off
     n128 = [f["sweep"]["n_learned"][:, -1].mean() for f in fits]
     assert [round(n) for n in n128[2:]] == ([21, 34] if alpha == 0.5 else [14, 21])
