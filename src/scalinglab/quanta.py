@@ -380,7 +380,10 @@ def data_exponent_fit(records: list[dict], alpha: float) -> dict:
     to the end. For each seed, :func:`fit_learning_times` gives :math:`(D_0, \tau)` from the
     times at which its subtasks were learned; the prediction is the slope of the exact tail
     :math:`L(n(D))` with :math:`p_{n(D)} (D - D_0) = \tau` (:func:`n_learned_continuous`)
-    over the same :math:`D` -- the loss is never used to fit it.
+    over the same :math:`D` -- the loss is never used to fit it. This is a *description*, not
+    a test of the theory: the mean loss is, to a good approximation, :math:`\\ln 2` times the
+    summed frequency of the subtasks not yet learned, so a curve that fits the learning times
+    fits the loss too. The theory is tested by :func:`late_data_exponent_fit`.
     """
     d = data_sweep(records, alpha)
     use = (d["n_learned"].min(0) >= 1) & (d["examples"] > 0)
