@@ -267,6 +267,14 @@ def test_rare_subtasks_need_fewer_of_their_own_examples(records, alpha):
     assert 1.0 - g.mean() > 3 * g.std(ddof=1)
     assert gd.mean() - g.mean() > 3 * g.std(ddof=1)
     assert 0.55 <= g.mean() <= 0.75  # "p_k^-0.6 to p_k^-0.7"
+    assert (g < 0.75).all()  # "every seed's gamma lies below 0.75"
+    # "8 to 16 subtasks per seed, learned within the last half-decade of D"
+    d = fit["sweep"]
+    for tl in d["task_loss"]:
+        dk = first_crossing(d["examples"], tl, 0.1 * LN2)
+        late = dk[np.isfinite(dk) & (dk >= 10 * dk[0])]
+        assert 8 <= len(late) <= 16
+        assert np.log10(d["examples"][-1] / late.min()) <= 0.5
     assert abs(gd.mean() - 0.95) < 0.025  # "about 0.95"
 
 
