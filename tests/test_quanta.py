@@ -217,48 +217,136 @@ def test_examples_per_quantum_do_not_depend_on_alpha(records):
     assert abs(lo.mean() - hi.mean()) < 3 * spread
 
 
+def test_learning_time_exponent_recovers_a_known_power_law():
+    # reference: step-function losses whose learning times are exactly D_k = 50 p_k^-gamma on
+    # a fine geometric grid; the fitted exponent must return gamma (grid error ~ 1 %)
+    from scalinglab.quanta import late_start, learning_time_exponent
+
+    p = zipf_frequencies(60, 1.0)
+    D = np.geomspace(10, 1e7, 400)
+    for gamma in (0.6, 1.0):
+        dk = 50 * p**-gamma
+        loss = np.where(D[:, None] >= dk[None, :], 0.0, LN2)
+        start = late_start(D, loss, 10.0)
+        assert start == pytest.approx(10 * dk[0], rel=0.03)
+        assert learning_time_exponent(p, D, loss, start) == pytest.approx(gamma, rel=0.02)
+
+
+# The page's section 4 (data): mean +- s.d. over 3 seeds, from D >= 3 D_1 on.
+LATE = {0.5: dict(measured=0.68, theory=0.50, z=4), 1.0: dict(measured=0.70, theory=0.51, z=11)}
+
+
 @pytest.mark.parametrize("alpha", ALPHAS)
-def test_data_exponent_agrees_with_theory(records, alpha):
+def test_late_data_exponent_disagrees_with_theory(records, alpha):
+    # The issue's test, failed and stated so on the page: where the start-up transient is
+    # over, the measured exponent lies many s.d. of the seeds from the theory's slope for
+    # 100 quanta over the same D (the theory steeper than the K -> infinity law).
+    from scalinglab.quanta import late_data_exponent_fit
+
+    fit = late_data_exponent_fit(records, alpha)
+    m, sd, th = fit["measured"].mean(), fit["measured"].std(ddof=1), fit["theory"].mean()
+    assert round(m, 2) == LATE[alpha]["measured"] and round(th, 2) == LATE[alpha]["theory"]
+    assert th > data_exponent(alpha)
+    # "about 0.7 for both", "about 0.5 for both" (the page's words, to 0.05)
+    assert abs(m - 0.7) < 0.05 and abs(th - 0.5) < 0.05
+    # "off by 4 and 11 standard deviations of the seeds": agreement would need < 3
+    assert round((m - th) / sd) == LATE[alpha]["z"] and (m - th) / sd > 3
+    # about one decade of D from 3 D_1 on
+    assert 0.9 < fit["decades"].min() <= fit["decades"].max() < 1.2
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_rare_subtasks_need_fewer_of_their_own_examples(records, alpha):
+    # The mechanism behind the disagreement: among the subtasks learned after 10 D_1,
+    # D_k ~ p_k^-gamma with gamma below the model's 1 and below the slope of the fitted
+    # delay-plus-model curve D_0 + tau/p_k (about 0.95) by more than 3 s.d. of the seeds.
+    from scalinglab.quanta import late_data_exponent_fit
+
+    fit = late_data_exponent_fit(records, alpha)
+    g, gd = fit["gamma"], fit["gamma_delay"]
+    assert 1.0 - g.mean() > 3 * g.std(ddof=1)
+    assert gd.mean() - g.mean() > 3 * g.std(ddof=1)
+    assert 0.55 <= g.mean() <= 0.75  # "p_k^-0.6 to p_k^-0.7"
+    assert (g < 0.75).all()  # "every seed's gamma lies below 0.75"
+    # "8 to 16 subtasks per seed, learned within the last half-decade of D"
+    d = fit["sweep"]
+    for tl in d["task_loss"]:
+        dk = first_crossing(d["examples"], tl, 0.1 * LN2)
+        late = dk[np.isfinite(dk) & (dk >= 10 * dk[0])]
+        assert 8 <= len(late) <= 16
+        assert np.log10(d["examples"][-1] / late.min()) <= 0.5
+    assert abs(gd.mean() - 0.95) < 0.025  # "about 0.95"
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_mean_loss_is_a_power_law_in_data(records, alpha):
+    # the page: over the whole fit range (1.5 decades, from the first learned subtask on) the
+    # reducible loss (the floor is exactly 0) lies on a line in log-log, rms deviation of
+    # log L about 0.04 (between 0.02 and 0.06 in every seed)
     from scalinglab.quanta import data_exponent_fit
 
     fit = data_exponent_fit(records, alpha)
-    diff = fit["measured"] - fit["predicted"]  # one prediction per seed, from its own D_0, tau
-    # tolerance from the seed spread: the mean difference within 3 s.d. of the per-seed
-    # differences (about 5 standard errors of the mean of three), the test the page states
-    assert abs(diff.mean()) < 3 * diff.std(ddof=1)
-    # and the measured exponent is not the naive K -> infinity, D_0 = 0 law: the start-up
-    # delay and the end of the list of quanta both steepen it
-    assert fit["measured"].mean() > data_exponent(alpha) + 0.1
+    d, use = fit["sweep"], fit["use"]
+    x = np.log(d["examples"][use])
+    assert np.log10(d["examples"][use][-1] / d["examples"][use][0]) > 1.45
+    for loss in d["loss"]:
+        y = np.log(loss[use])
+        rms = np.sqrt(np.mean((y - np.polyval(np.polyfit(x, y, 1), x)) ** 2))
+        assert 0.02 < rms < 0.06
+
+
+@pytest.fixture(scope="module")
+def long_records():
+    from scalinglab.quanta import load_records
+
+    return load_records("ch08_quanta_long")
+
+
+def test_long_width_runs_repeat_the_shipped_sweep(records, long_records):
+    # constant learning rate, same seeds and streams: the 6000-step runs at step 3000 are the
+    # shipped 3000-step sweep, bit for bit (the page checks it too)
+    main = {
+        (r["alpha"], r["width"], r["seed"], r["lr"]): r for r in records if r["sweep"] == "width"
+    }
+    assert len(long_records) == len(main)
+    for r in long_records:
+        q = main[r["alpha"], r["width"], r["seed"], r["lr"]]
+        assert r["task_loss"][r["step"].index(3000)] == q["task_loss"][-1]
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
-def test_parameter_exponent_is_not_converged(records, alpha):
-    # the page says so: at both alphas the slope still grows with the step budget (750, 1500,
-    # 3000 steps) by more than 3 s.d. of the seeds, and at 3000 steps it is still below the
-    # prediction: the widest networks are limited by training time, not by parameters
+def test_parameter_exponent_is_not_converged(long_records, alpha):
+    # the page says so: at both alphas the slope rises with every doubling of the budget
+    # (750 -> 6000 steps) by 0.12 to 0.15, each rise more than 3 s.d. of the seeds' rises, with no
+    # sign of levelling off; the widest networks keep learning quanta; the measurement is
+    # below the prediction at 3000 steps and, for alpha = 0.5, above it at 6000
     from scalinglab.quanta import parameter_exponent_fit
 
-    fits = [parameter_exponent_fit(records, alpha, step=s) for s in (750, 1500, 3000)]
-    means = [f["measured"].mean() for f in fits]
-    sd = max(f["measured"].std(ddof=1) for f in fits)
-    assert means[0] < means[1] < means[2] and means[2] - means[0] > 3 * sd
+    fits = [parameter_exponent_fit(long_records, alpha, step=s) for s in (750, 1500, 3000, 6000)]
+    means = np.array([f["measured"].mean() for f in fits])
+    # the same seeds at every budget: each seed's own rise, mean > 3 s.d. of those rises
+    per_seed = np.diff(np.array([f["measured"] for f in fits]), axis=0)  # (3 rises, seeds)
+    rises = per_seed.mean(1)
+    assert (rises > 3 * per_seed.std(1, ddof=1)).all()
+    assert (0.115 < rises).all() and (rises < 0.155).all()
+    assert abs(rises.mean() - 0.14) < 0.01  # the summary's "about 0.14 per doubling"
+    assert rises[-1] > 0.8 * rises[0]  # no levelling off
+    n128 = [f["sweep"]["n_learned"][:, -1].mean() for f in fits]
+    assert [round(n) for n in n128[2:]] == ([21, 34] if alpha == 0.5 else [14, 21])
     assert means[2] < fits[2]["predicted"]
+    if alpha == 0.5:
+        assert means[3] > fits[3]["predicted"]
+    else:
+        assert means[3] < fits[3]["predicted"]
 
 
 def test_measured_exponent_follows_alpha(records):
-    from scalinglab.quanta import data_exponent_fit, parameter_exponent_fit
+    # data: over the late range the theory for 100 quanta hardly moves with alpha (the page:
+    # "about 0.5 for both"), so the data sweep cannot test that the exponent follows alpha
+    from scalinglab.quanta import late_data_exponent_fit, parameter_exponent_fit
 
-    # data: the measured shift from alpha = 0.5 to 1 agrees with the predicted shift within
-    # 3 s.d. of the per-seed differences (seeds are independent between the two alphas)
-    lo, hi = data_exponent_fit(records, 0.5), data_exponent_fit(records, 1.0)
-    shift_measured = hi["measured"].mean() - lo["measured"].mean()
-    shift_predicted = hi["predicted"].mean() - lo["predicted"].mean()
-    spread = np.sqrt(
-        (hi["measured"] - hi["predicted"]).var(ddof=1)
-        + (lo["measured"] - lo["predicted"]).var(ddof=1)
-    )
-    assert shift_measured > 0 and shift_predicted > 0
-    assert abs(shift_measured - shift_predicted) < 3 * spread
+    th = [late_data_exponent_fit(records, a)["theory"].mean() for a in ALPHAS]
+    assert abs(th[1] - th[0]) < 0.05
     # parameters (not converged, see above): at the same budget the exponent is larger for
     # the larger alpha by more than the seeds scatter
     lo, hi = parameter_exponent_fit(records, 0.5), parameter_exponent_fit(records, 1.0)
@@ -302,10 +390,11 @@ def test_widest_networks_are_time_limited(records):
         assert 0.75 * free <= wide <= free
 
 
-def test_learning_rate_control(records):
+def test_learning_rate_control(long_records):
     from scalinglab.quanta import width_sweep
 
-    by_lr = {lr: width_sweep(records, 0.5, lr=lr) for lr in (0.003, 0.01, 0.03)}
+    # the page: after 6000 steps, 1e-2 is best at every width from 7 up, 3e-3 at width 4
+    by_lr = {lr: width_sweep(long_records, 0.5, lr=lr) for lr in (0.003, 0.01, 0.03)}
     seed0 = {lr: sw["loss"][sw["seeds"].index(0)] for lr, sw in by_lr.items()}
     widths = by_lr[0.01]["widths"]
     for i, w in enumerate(widths):

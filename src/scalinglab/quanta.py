@@ -380,7 +380,10 @@ def data_exponent_fit(records: list[dict], alpha: float) -> dict:
     to the end. For each seed, :func:`fit_learning_times` gives :math:`(D_0, \tau)` from the
     times at which its subtasks were learned; the prediction is the slope of the exact tail
     :math:`L(n(D))` with :math:`p_{n(D)} (D - D_0) = \tau` (:func:`n_learned_continuous`)
-    over the same :math:`D` -- the loss is never used to fit it.
+    over the same :math:`D` -- the loss is never used to fit it. This is a *description*, not
+    a test of the theory: the mean loss is, to a good approximation, :math:`\\ln 2` times the
+    summed frequency of the subtasks not yet learned, so a curve that fits the learning times
+    fits the loss too. The theory is tested by :func:`late_data_exponent_fit`.
     """
     d = data_sweep(records, alpha)
     use = (d["n_learned"].min(0) >= 1) & (d["examples"] > 0)
@@ -402,6 +405,61 @@ def data_exponent_fit(records: list[dict], alpha: float) -> dict:
         "rms": times[:, 2],
         "predicted": predicted,
     }
+
+
+def late_start(examples, task_loss, factor: float = 3.0, threshold: float = 0.1 * LN2) -> float:
+    """Where the start-up transient is over: ``factor`` times :math:`D_1`, the examples after
+    which the most frequent subtask is learned (a measured time, not a fit)."""
+    d1 = first_crossing(examples, np.asarray(task_loss)[:, :1], threshold)[0]
+    if not np.isfinite(d1):
+        raise ValueError("the most frequent subtask is never learned")
+    return float(factor * d1)
+
+
+def learning_time_exponent(probs, examples, task_loss, start: float, threshold=0.1 * LN2):
+    """:math:`\\gamma` in :math:`D_k \\propto p_k^{-\\gamma}`: least-squares slope of
+    :math:`\\log D_k` on :math:`\\log(1/p_k)` over the subtasks learned at
+    :math:`D_k \\ge` ``start``. The quantization model (a fixed number :math:`\\tau` of a
+    subtask's own examples, :math:`D_k = \\tau / p_k`) has :math:`\\gamma = 1`; with a
+    start-up delay, :math:`D_k = D_0 + \\tau/p_k`, the slope tends to 1 once
+    :math:`D_k \\gg D_0`."""
+    dk = first_crossing(examples, task_loss, threshold)
+    sel = np.isfinite(dk) & (dk >= start)
+    if sel.sum() < 3:
+        raise ValueError("need at least three subtasks learned after start")
+    return -loglog_slope(1.0 / np.asarray(probs)[sel], dk[sel])
+
+
+def late_data_exponent_fit(records: list[dict], alpha: float, factor: float = 3.0) -> dict:
+    """The data exponent where the start-up transient is over, against the theory.
+
+    Per seed: the measured slope of :math:`\\log L` on :math:`\\log D` over
+    :math:`D \\ge` ``factor`` :math:`\\cdot D_1` (:func:`late_start`); the theory's slope over
+    the same :math:`D`, for the finite list of quanta: :math:`n(D) \\propto D^{1/(\\alpha+1)}`
+    (from :math:`p_n D = \\tau`), anchored at the number of quanta the seed has learned at the
+    end, through the exact tail :func:`tail_loss` (the shape of the loss is never used);
+    and the learning-time exponent :math:`\\gamma` of the subtasks learned after
+    ``10`` :math:`D_1` (:func:`learning_time_exponent`), with the slope of
+    :math:`D_0 + \\tau/p_k` (:func:`fit_learning_times`) over the same subtasks.
+    """
+    d = data_sweep(records, alpha)
+    D, p = d["examples"], d["probs"]
+    out = {k: [] for k in ("measured", "theory", "gamma", "gamma_delay", "start", "decades")}
+    for tl, loss, n in zip(d["task_loss"], d["loss"], d["n_learned"], strict=True):
+        start = late_start(D, tl, factor)
+        u = D >= start
+        n_theory = n[-1] * (D[u] / D[-1]) ** (1.0 / (alpha + 1.0))
+        out["measured"].append(loglog_slope(D[u], loss[u]))
+        out["theory"].append(loglog_slope(D[u], tail_loss(p, n_theory)))
+        late = late_start(D, tl, 10.0)
+        out["gamma"].append(learning_time_exponent(p, D, tl, late))
+        d0, tau, _ = fit_learning_times(p, D, tl)
+        dk = first_crossing(D, tl, 0.1 * LN2)
+        sel = np.isfinite(dk) & (dk >= late)
+        out["gamma_delay"].append(-loglog_slope(1.0 / p[sel], d0 + tau / p[sel]))
+        out["start"].append(start)
+        out["decades"].append(float(np.log10(D[-1] / D[u][0])))
+    return {"sweep": d, **{k: np.array(v) for k, v in out.items()}}
 
 
 # --------------------------------------------------------------------------- records
