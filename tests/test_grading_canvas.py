@@ -22,6 +22,7 @@ from scalinglab.grading import GradeReport, graded_parts, source_notebook_path
 from scalinglab.grading.canvas import IDENTITY
 from scalinglab.grading.gradebook import record, register_assignment
 from scalinglab.grading.late import assign_late_penalties
+from scalinglab.grading.notebooks import nbgrader_meta
 
 A = "01-softmax-cross-entropy"
 SAMPLE = Path(__file__).parent / "data" / "canvas_gradebook_export.csv"
@@ -42,7 +43,8 @@ def graded_course(course, tmp_path):
     register_assignment(mine, A, url)
     with Gradebook(url) as gb:
         gb.update_or_create_assignment(A, duedate=datetime(2026, 11, 20, 18, 0))
-    parts = graded_parts(nbformat.read(source_notebook_path(A, course), 4))
+    notebook = nbformat.read(source_notebook_path(A, course), 4)
+    parts = graded_parts(notebook)
     full = {p.grade_id: (p.points, p.points) for p in parts}
     half = {p.grade_id: (p.points * (i % 2), p.points) for i, p in enumerate(parts)}
     record(GradeReport(A, "alice", full), url, datetime(2026, 11, 20, 17, 0))
@@ -52,8 +54,12 @@ def graded_course(course, tmp_path):
     zero.LateSubmissionPlugin.penalty_method = "zero"
     for student in ("alice", "bob", "carol"):
         assign_late_penalties(zero, url, A, student, [source_notebook_path(A, course).stem])
-    total = sum(p.points for p in parts)
-    return mine.root, total, sum(s for s, _ in half.values())
+    # points possible: the autograded parts and the written answer a person grades
+    manual = [nbgrader_meta(c) for c in notebook.cells if nbgrader_meta(c).get("solution")]
+    auto = sum(p.points for p in parts)
+    total = auto + sum(m["points"] for m in manual if m.get("grade"))
+    # alice's score: every autograded point; the written answer waits for a person
+    return mine.root, total, auto, sum(s for s, _ in half.values())
 
 
 def export(root, *args):
@@ -67,7 +73,7 @@ def export(root, *args):
 
 
 def test_canvas_export_fills_in_canvas_own_file(graded_course):
-    root, total, carol = graded_course
+    root, total, auto, carol = graded_course
     export(root, f"--CanvasExportPlugin.roster={SAMPLE}", "--to=canvas.csv")
     sample, out = read(SAMPLE), read(root / "canvas.csv")
     assert out[0] == sample[0]  # Canvas's header, its assignment ids and read-only columns
@@ -79,18 +85,18 @@ def test_canvas_export_fills_in_canvas_own_file(graded_course):
         mine = rows[original[3]]
         assert mine[:5] == original[:5]
         assert mine[column + 1 :] == original[column + 1 :]
-    assert rows["alice"][column] == f"{total:g}"
+    assert rows["alice"][column] == f"{auto:g}"
     assert rows["bob"][column] == "0"  # late, penalty_method = 'zero'
     assert rows["grace"][column] == ""  # on Canvas but not in nbgrader: left blank
     assert rows["carol"][column] == f"{carol:g}"  # in nbgrader only: added by login
-    assert 0 < carol < total
+    assert 0 < carol < auto < total
 
 
 def test_canvas_export_without_a_roster(graded_course):
-    root, total, carol = graded_course
+    root, total, auto, carol = graded_course
     export(root, "--to=canvas.csv")
     out = read(root / "canvas.csv")
     assert out[0] == [*IDENTITY, A]
     assert out[1] == ["Points Possible", "", "", "", "", f"{total:g}"]
     scores = {row[3]: row[5] for row in out[2:]}
-    assert scores == {"alice": f"{total:g}", "bob": "0", "carol": f"{carol:g}"}
+    assert scores == {"alice": f"{auto:g}", "bob": "0", "carol": f"{carol:g}"}

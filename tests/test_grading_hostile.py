@@ -110,7 +110,7 @@ def _look(path):
     except Exception:
         return
     # a line of the hidden tests, or any gradebook
-    if b"BEGIN HIDDEN TESTS" in data or data.startswith(b"SQLite format"):
+    if b"softmax(z + 123.0)" in data or data.startswith(b"SQLite format"):
         found.append(path)
 for path in [{solutions!r}, {gradebook!r}, {other!r}, "../../../gradebook.db", "../gradebook.db"]:
     _look(path)
