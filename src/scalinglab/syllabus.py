@@ -125,7 +125,7 @@ UNDERSTANDING: dict[str, dict[str, str]] = {
         "test_length": "vary the answer length: later 'emergence' from the same loss",
     },
     "08-many-skills": {
-        "test_predict": "predict, then run: when a memorising learner knows quantum 20",
+        "test_predict": "predict, then run (and explain): when a memorising learner knows quantum k",
         "test_infer": "vary α: read the Zipf exponent back from a measured learning curve",
     },
 }
