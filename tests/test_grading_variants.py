@@ -28,8 +28,13 @@ from scalinglab.grading.variants import SELF_STUDY, student_variant, variant_rng
 
 # the exercises converted so far: every one has a written answer graded by hand and hidden
 # inputs from the instructor's secret; those with a numeric-answer part also a variant
-CONVERTED = ["03-intrinsic-dimension", "06-double-descent", "08-many-skills"]
-WITH_VARIANT = ["06-double-descent", "08-many-skills"]
+CONVERTED = [
+    "03-intrinsic-dimension",
+    "05-resolution-limited-scaling",
+    "06-double-descent",
+    "08-many-skills",
+]
+WITH_VARIANT = ["05-resolution-limited-scaling", "06-double-descent", "08-many-skills"]
 A = "06-double-descent"
 K_CHOICES = (2, 3, 4, 5)  # the notebook's student_variant(..., k_out=K_CHOICES)
 

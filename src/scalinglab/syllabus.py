@@ -113,7 +113,7 @@ UNDERSTANDING: dict[str, dict[str, str]] = {
         "test_ratio": "vary the budget: tokens per parameter as a power of compute",
     },
     "05-resolution-limited-scaling": {
-        "test_predict": "predict, then run: the slope of piecewise-linear interpolation on T³",
+        "test_predict": "predict, then run (and explain): the slope of 1-NN or interpolation at your own d",
         "test_dimension": "vary d: read the dimension off a measured slope",
     },
     "06-double-descent": {
