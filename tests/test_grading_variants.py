@@ -32,9 +32,15 @@ CONVERTED = [
     "03-intrinsic-dimension",
     "05-resolution-limited-scaling",
     "06-double-descent",
+    "07-emergence",
     "08-many-skills",
 ]
-WITH_VARIANT = ["05-resolution-limited-scaling", "06-double-descent", "08-many-skills"]
+WITH_VARIANT = [
+    "05-resolution-limited-scaling",
+    "06-double-descent",
+    "07-emergence",
+    "08-many-skills",
+]
 A = "06-double-descent"
 K_CHOICES = (2, 3, 4, 5)  # the notebook's student_variant(..., k_out=K_CHOICES)
 

@@ -121,7 +121,7 @@ UNDERSTANDING: dict[str, dict[str, str]] = {
         "test_peak_heights": "vary the label noise: is noise needed for a peak?",
     },
     "07-emergence": {
-        "test_predict": "predict, then run: grokking of a symmetric model",
+        "test_predict": "predict, then run (and explain): the memorisation plateau of a symmetric model",
         "test_length": "vary the answer length: later 'emergence' from the same loss",
     },
     "08-many-skills": {
