@@ -29,6 +29,7 @@ from scalinglab.grading.variants import SELF_STUDY, student_variant, variant_rng
 # the exercises converted so far: every one has a written answer graded by hand and hidden
 # inputs from the instructor's secret; those with a numeric-answer part also a variant
 CONVERTED = [
+    "02-trainability",
     "03-intrinsic-dimension",
     "05-resolution-limited-scaling",
     "06-double-descent",
@@ -36,6 +37,7 @@ CONVERTED = [
     "08-many-skills",
 ]
 WITH_VARIANT = [
+    "02-trainability",
     "05-resolution-limited-scaling",
     "06-double-descent",
     "07-emergence",

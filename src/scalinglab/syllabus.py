@@ -100,7 +100,7 @@ UNDERSTANDING: dict[str, dict[str, str]] = {
         "test_gap_law": "vary the data: the gap above the floor against k/(2n)",
     },
     "02-trainability": {
-        "test_predict": "predict, then run: the gradient ratio of a deep Xavier + ReLU net",
+        "test_predict": "predict, then run (and explain): the signal ratio of a deep Xavier + ReLU net",
         "test_critical": "vary the weight scale: find the critical σ_w² of tanh",
         "test_lr": "vary the width: the optimal learning rate's shift, SP against µP",
     },
