@@ -31,6 +31,7 @@ from scalinglab.grading.variants import SELF_STUDY, student_variant, variant_rng
 CONVERTED = [
     "02-trainability",
     "03-intrinsic-dimension",
+    "04-scaling-laws",
     "05-resolution-limited-scaling",
     "06-double-descent",
     "07-emergence",

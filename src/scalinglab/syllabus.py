@@ -109,7 +109,7 @@ UNDERSTANDING: dict[str, dict[str, str]] = {
         "test_dimension_ratios": "vary the dimension: where the estimator breaks down",
     },
     "04-scaling-laws": {
-        "test_baselines": "predict, then run: does the law beat naive baselines?",
+        "test_baselines": "predict, then run (and explain): does the law beat naive baselines?",
         "test_ratio": "vary the budget: tokens per parameter as a power of compute",
     },
     "05-resolution-limited-scaling": {
