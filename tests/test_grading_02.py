@@ -41,7 +41,7 @@ PACKAGE_MOMENTS = """from scalinglab.signal_propagation import layer_second_mome
 def layer_second_moments(x, weights, activation):
     return _package_moments(x, weights, activation)"""
 
-SIGN_ERROR = """predicted_log2_ratio = 29.0  # "the signal grows with depth\""""
+SIGN_ERROR = """predicted_log2_ratio = L - 1  # "the signal grows with depth\""""
 
 HE_NOT_CRITICAL = """critical_sigma_w2 = 2.0  # He's value for ReLU, not tanh's critical point"""
 

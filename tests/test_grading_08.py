@@ -60,13 +60,17 @@ UNWEIGHTED = """def simulate_memoriser(alpha, n_tasks, tau, D_grid, rng):
         out.append(LN2 * np.mean(counts < tau))
     return np.array(out)"""
 
-# Part 4: frequencies ~ k^-alpha in the prediction
+# Part 4: frequencies ~ k^-alpha in the prediction (for the student's own quantum k)
 PREDICT_WRONG_EXPONENT = """p = np.arange(1, 101) ** -1.0
-predicted_D20 = 5 / (p[19] / p.sum())"""
+predicted_D = 5 / (p[VARIANT["k_skill"] - 1] / p.sum())"""
 
 # Part 4: one example is enough
 PREDICT_ONE_EXAMPLE = """p = np.arange(1, 101) ** -2.0
-predicted_D20 = 1 / (p[19] / p.sum())"""
+predicted_D = 1 / (p[VARIANT["k_skill"] - 1] / p.sum())"""
+
+# Part 4: the quantum 20 of the public example, not the student's own k
+PREDICT_QUANTUM_20 = """p = np.arange(1, 101) ** -2.0
+predicted_D = 5 / (p[19] / p.sum())"""
 
 # Part 5: returns the measured slope, not alpha
 SLOPE_NOT_ALPHA = """def infer_alpha(D, L):
@@ -101,6 +105,7 @@ def expected_loss(alpha, n_tasks, n_learned):
             {"loss": OFF_BY_ONE, "exponents": DATA_LIKE_PARAMS, "predict": PREDICT_WRONG_EXPONENT},
             {"test_loss": 3, "test_exponents": 2, "test_predict": 2},
         ),
+        ({"predict": PREDICT_QUANTUM_20}, {"test_predict": 2}),
         (
             {
                 "exponents": COMPUTE_FROM_DATA,
@@ -111,7 +116,12 @@ def expected_loss(alpha, n_tasks, n_learned):
             {"test_exponents": 2, "test_simulate": 3, "test_predict": 2, "test_infer": 2},
         ),
     ],
-    ids=["zipf-exponent-unweighted-slope", "off-by-one-data-exponent", "strict-count-inversion"],
+    ids=[
+        "zipf-exponent-unweighted-slope",
+        "off-by-one-data-exponent",
+        "another-students-quantum",
+        "strict-count-inversion",
+    ],
 )
 def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path, replacements, lost):
     assert_mistakes_cost(course, tmp_path, A, replacements, lost)

@@ -5,8 +5,8 @@ scores 0 on the variant part, whether they keep the classmate's id or put in the
 Manual cells: ``scalinglab grade`` leaves them empty for formgrader, they are not part of
 the autograded maximum, and grading again never overwrites a score a person gave.
 
-The generic checks take an explicit list of the exercises converted so far
-(``CONVERTED``); the others are being rewritten and follow the pattern in CONTRIBUTING.md.
+The generic checks cover every exercise (``CONVERTED``: all of them follow the pattern in
+CONTRIBUTING.md).
 """
 
 from __future__ import annotations
@@ -21,15 +21,23 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from conftest import SANDBOX, course_copy
+from conftest import SANDBOX, assignments, course_copy
 from scalinglab.grading import grade_submissions, graded_parts, source_notebook_path
 from scalinglab.grading.notebooks import HIDDEN_BEGIN, nbgrader_meta
 from scalinglab.grading.variants import SELF_STUDY, student_variant, variant_rng
 
-# the exercises converted so far: every one has a written answer graded by hand and hidden
-# inputs from the instructor's secret; those with a numeric-answer part also a variant
-CONVERTED = ["01-softmax-cross-entropy", "03-intrinsic-dimension", "06-double-descent"]
-WITH_VARIANT = ["06-double-descent"]
+# every exercise has a written answer graded by hand and hidden inputs from the instructor's
+# secret; those with a numeric-answer part that can vary per student also have a variant
+# (01: its numeric parts are derived from shared data; 03: no numeric answer; 04: its
+# prediction is scored on one shipped held-out run, see CONTRIBUTING)
+CONVERTED = assignments()
+WITH_VARIANT = [
+    "02-trainability",
+    "05-resolution-limited-scaling",
+    "06-double-descent",
+    "07-emergence",
+    "08-many-skills",
+]
 A = "06-double-descent"
 K_CHOICES = (2, 3, 4, 5)  # the notebook's student_variant(..., k_out=K_CHOICES)
 

@@ -100,7 +100,7 @@ UNDERSTANDING: dict[str, dict[str, str]] = {
         "test_gap_law": "vary the data: the gap above the floor against k/(2n)",
     },
     "02-trainability": {
-        "test_predict": "predict, then run: the gradient ratio of a deep Xavier + ReLU net",
+        "test_predict": "predict, then run (and explain): the signal ratio of a deep Xavier + ReLU net",
         "test_critical": "vary the weight scale: find the critical σ_w² of tanh",
         "test_lr": "vary the width: the optimal learning rate's shift, SP against µP",
     },
@@ -109,11 +109,11 @@ UNDERSTANDING: dict[str, dict[str, str]] = {
         "test_dimension_ratios": "vary the dimension: where the estimator breaks down",
     },
     "04-scaling-laws": {
-        "test_baselines": "predict, then run: does the law beat naive baselines?",
+        "test_baselines": "predict, then run (and explain): does the law beat naive baselines?",
         "test_ratio": "vary the budget: tokens per parameter as a power of compute",
     },
     "05-resolution-limited-scaling": {
-        "test_predict": "predict, then run: the slope of piecewise-linear interpolation on T³",
+        "test_predict": "predict, then run (and explain): the slope of 1-NN or interpolation at your own d",
         "test_dimension": "vary d: read the dimension off a measured slope",
     },
     "06-double-descent": {
@@ -121,11 +121,11 @@ UNDERSTANDING: dict[str, dict[str, str]] = {
         "test_peak_heights": "vary the label noise: is noise needed for a peak?",
     },
     "07-emergence": {
-        "test_predict": "predict, then run: grokking of a symmetric model",
+        "test_predict": "predict, then run (and explain): the memorisation plateau of a symmetric model",
         "test_length": "vary the answer length: later 'emergence' from the same loss",
     },
     "08-many-skills": {
-        "test_predict": "predict, then run: when a memorising learner knows quantum 20",
+        "test_predict": "predict, then run (and explain): when a memorising learner knows quantum k",
         "test_infer": "vary α: read the Zipf exponent back from a measured learning curve",
     },
 }
