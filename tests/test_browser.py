@@ -409,9 +409,13 @@ def test_figures_have_captions_alt_text_and_legible_fonts_on_a_phone(browser, se
     assert figures, f"{page} shows no figure"
     for fig in figures:
         name = fig["src"].rsplit("/", 1)[-1]
-        assert fig["alt"] and "/" not in fig["alt"] and not fig["alt"].endswith(".png"), (
-            f"{page}: {name} has no alt text of its own: {fig['alt']!r}"
+        # alt text of its own (not the image's file name, Sphinx's default), read aloud as
+        # words: no TeX source
+        alt = fig["alt"]
+        assert alt and not re.search(r"(^|/)[\w.-]+\.(png|svg|jpe?g)$", alt), (
+            f"{page}: {name} has no alt text of its own: {alt!r}"
         )
+        assert "$" not in alt and "\\" not in alt, f"{page}: {name}'s alt text is TeX: {alt!r}"
         assert re.match(r"\s*Fig(ure|\.)\s*\d", fig["caption"]), (
             f"{page}: {name} is not a numbered figure with a caption: {fig['caption'][:60]!r}"
         )
