@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -32,19 +33,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html"))  # another build: BOOK_HTML=...
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-# As root, in a container, on a machine without network: no sandbox, no GPU, and none of
-# Chromium's own background connections (updates, sync, field trials).
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+# The browser's names and flags (as root, in a container, without network: no sandbox, no
+# GPU, none of Chromium's own background connections) are the PDF printer's.
+sys.path.insert(0, str(ROOT / "_ext"))
+from print_pdf import CHROMIUM_ARGS, CHROMIUM_NAMES  # noqa: E402
+
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 TIMEOUT_MS = 30_000
