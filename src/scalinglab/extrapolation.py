@@ -142,6 +142,84 @@ def lr_for_width(points: Iterable[Mapping], N_new: float) -> dict:
     }
 
 
+def lr_optimum(losses: Mapping[float, float]) -> tuple[float, float, bool]:
+    r"""The best learning rate of one configuration, between the grid's points.
+
+    A parabola in :math:`\log\eta` through the best grid point and its two neighbours,
+    :math:`L \approx c_0 + c_1 u + c_2 u^2` with :math:`u = \log\eta`, has its vertex at
+    :math:`u^* = -c_1 / (2 c_2)`; since the middle point is the lowest of the three, the
+    vertex lies between the neighbours. Returns ``(eta*, L at the vertex, interior)``; when
+    the best grid point is the grid's edge there is no bracket, and the edge is returned
+    with ``interior = False``."""
+    lrs = sorted(losses)
+    i = int(np.argmin([losses[lr] for lr in lrs]))
+    if i == 0 or i == len(lrs) - 1:
+        return float(lrs[i]), float(losses[lrs[i]]), False
+    u = np.log(lrs[i - 1 : i + 2])
+    c2, c1, c0 = np.polyfit(u, [losses[lr] for lr in lrs[i - 1 : i + 2]], 2)
+    v = -c1 / (2 * c2)
+    return float(np.exp(v)), float(c0 + c1 * v + c2 * v * v), True
+
+
+@dataclass(frozen=True)
+class LrRule:
+    r""":math:`\log\eta^* = a + b \log N + c \log D`, least squares through the per-point
+    optima of :func:`lr_optimum` (``c = 0`` for a rule in N only)."""
+
+    a: float
+    b: float
+    c: float
+    n_points: int
+
+    def __call__(self, N, D):
+        return np.exp(self.a + self.b * np.log(N) + self.c * np.log(D))
+
+
+def well_tuned(points: Iterable[Mapping]) -> list[dict]:
+    """The points whose best learning rate lies inside the grid (:func:`lr_optimum`): at an
+    edge the run is not tuned, and its loss is too high by an unknown amount."""
+    return [p for p in points if lr_optimum(p["losses"])[2]]
+
+
+def fit_lr_rule(points: Iterable[Mapping], in_D: bool = True) -> LrRule:
+    """Fit :class:`LrRule` to the points whose optimum lies inside the learning-rate grid
+    (an edge point only bounds its optimum); ``in_D=False`` fits the trend in N alone."""
+    rows = [(p["N"], p["D"], lr_optimum(p["losses"])) for p in points]
+    rows = [(n, d, eta) for n, d, (eta, _, inside) in rows if inside]
+    N, D, eta = (np.array(c, float) for c in zip(*rows))
+    X = np.column_stack([np.ones_like(N), np.log(N)] + ([np.log(D)] if in_D else []))
+    coef = np.linalg.lstsq(X, np.log(eta), rcond=None)[0]
+    c = float(coef[2]) if in_D else 0.0
+    return LrRule(float(coef[0]), float(coef[1]), c, len(rows))
+
+
+def rehearsal(points: Iterable[Mapping], floor: float, factor: float = BUDGET_FACTOR) -> dict:
+    r"""The held-out test rehearsed inside the fit set: fit the law and the learning-rate
+    rules on the points with :math:`C \le C_{\max}/\text{factor}` and predict the points
+    near :math:`C_{\max}` (:math:`C > C_{\max}/2`), the same extrapolation in compute.
+
+    Returns ``law`` (the small fit), ``c_small``, and per predicted point ``targets``:
+    ``width, N, D, C, L`` and ``err`` (the law's log error on the reducible loss) plus
+    ``lr_opt`` (its optimum between grid points) and ``lr_err`` per rule (log of the rule's
+    learning rate over that optimum)."""
+    points = list(points)
+    c_max = max(p["C"] for p in points)
+    small = [p for p in points if p["C"] <= c_max / factor * (1 + 1e-9)]
+    law = fit_law(small, None, floor)
+    rules = {"in N and D": fit_lr_rule(small), "in N only": fit_lr_rule(small, in_D=False)}
+    targets = []
+    for p in points:
+        if p["C"] <= c_max / 2:
+            continue
+        eta, _, inside = lr_optimum(p["losses"])
+        t = {k: p[k] for k in ("width", "N", "D", "C", "L")}
+        t["err"] = float(log_reducible_error(law(p["N"], p["D"]), p["L"], floor))
+        t["lr_opt"], t["lr_inside"] = eta, inside
+        t["lr_err"] = {k: float(np.log(r(p["N"], p["D"]) / eta)) for k, r in rules.items()}
+        targets.append(t)
+    return {"law": law, "c_small": c_max / factor, "rules": rules, "targets": targets}
+
+
 def frontier_points(points: Iterable[Mapping]) -> list[dict]:
     """The tuned points on the compute frontier (no cheaper point has a lower loss)."""
     points = list(points)
@@ -343,16 +421,55 @@ def floors(config: Mapping) -> tuple[float, float]:
 def plan_held_out(sweep_records: Iterable[Mapping], config: Mapping) -> Plan:
     """Fit on the sweep (the known floor, paired with the test set), choose the held-out
     run and write down the predictions."""
-    pts = [p for p in tuned_points(sweep_records) if p["seed"] == 0]
+    pts = well_tuned(p for p in tuned_points(sweep_records) if p["seed"] == 0)
     c_max = max(p["C"] for p in pts)
     law = fit_law(pts, c_max, floor=floors(config)[1])
     budget = BUDGET_FACTOR * c_max
     run = choose_run(law, budget, *mlp_dims(config), batch=config["training"]["batch_size"])
-    lr = lr_for_width(pts, run["N"])
+    rule = fit_lr_rule(pts)
+    lr = {**asdict(rule), "rule": "in N and D", "lr": float(rule(run["N"], run["D"]))}
     base = baselines(pts, run["C"])
     base["Chinchilla law (approach 3)"] = run["L_pred"]
     law_d = {k: v for k, v in asdict(law).items() if k in ("E", "A", "B", "alpha", "beta")}
     return Plan(c_max, budget, law_d, run, lr, base)
+
+
+REHEARSAL = "ch04_zipf_rehearsal"
+
+
+def plan_rehearsal(sweep_records: Iterable[Mapping], config: Mapping) -> dict:
+    r"""The rehearsal's trained run: fit on the points with :math:`C \le C_{\max}/32`,
+    choose the compute-optimal run for :math:`C_{\max}` from that fit, and train it at the
+    learning rate of each rule (fitted on the same small points). Returns ``plan`` (written
+    before training) and ``config`` (the sweep config of the two runs)."""
+    pts = well_tuned(p for p in tuned_points(sweep_records) if p["seed"] == 0)
+    floor = floors(config)[1]
+    reh = rehearsal(pts, floor)
+    c_max = max(p["C"] for p in pts)
+    batch = config["training"]["batch_size"]
+    run = choose_run(reh["law"], c_max, *mlp_dims(config), batch=batch)
+    lrs = {k: round(float(r(run["N"], run["D"])), 6) for k, r in reh["rules"].items()}
+    law_d = {k: getattr(reh["law"], k) for k in ("E", "A", "B", "alpha", "beta")}
+    plan = {"c_small": reh["c_small"], "budget": c_max, "law": law_d, "run": run, "lrs": lrs}
+    out = json.loads(json.dumps(config))
+    out["description"] = (
+        f"Chapter 4's rehearsal inside the fit set: the law and the learning-rate rules "
+        f"fitted on the sweep's points with C <= C_max/{BUDGET_FACTOR:g}, the compute-optimal "
+        f"run for C_max chosen from that fit (width {run['width']}, D = {run['D']}) and "
+        f"trained at each rule's learning rate ({', '.join(f'{k}: {v:.3g}' for k, v in lrs.items())}). "
+        f"Made by: OMP_NUM_THREADS=1 python -m scalinglab.extrapolation regenerate"
+    )
+    out["runner"] = "python -m scalinglab.extrapolation"
+    out["dataset"]["n_train"] = run["D"]
+    out["grid"] = {
+        "widths": [run["width"]],
+        "n_train": [run["D"]],
+        "epochs": 1,
+        "seeds": [0],
+        "depth": config["grid"]["depth"],
+        "lrs": sorted(set(lrs.values())),
+    }
+    return {"plan": plan, "config": out}
 
 
 def held_out_config(plan: Plan, config: Mapping) -> dict:
@@ -363,7 +480,7 @@ def held_out_config(plan: Plan, config: Mapping) -> dict:
         f"trained: budget {BUDGET_FACTOR:g} x C_max = {plan.budget:.3g} FLOPs, the compute-"
         f"optimal width {plan.run['width']} (N = {plan.run['N']}) on D = {plan.run['D']} "
         f"examples, learning rate {plan.lr['lr']:.3g} from the tuned learning rates' trend "
-        f"in N. Made by: OMP_NUM_THREADS=1 python -m scalinglab.extrapolation regenerate"
+        f"in N and D. Made by: OMP_NUM_THREADS=1 python -m scalinglab.extrapolation regenerate"
     )
     out["dataset"]["n_train"] = plan.run["D"]
     out["grid"] = {
@@ -399,7 +516,17 @@ def regenerate(records_dir: str | Path = RECORDS) -> None:
             f.write(json.dumps(r) + "\n")
     print(f"{REPEAT}: done after {time.time() - t0:.0f} s", flush=True)
     sweep_cfg = load_config(RECORDS / f"{SWEEP}.config.json")
-    plan = plan_held_out(load_records(records_dir / f"{SWEEP}.jsonl"), sweep_cfg)
+    sweep_recs = load_records(records_dir / f"{SWEEP}.jsonl")
+    reh = plan_rehearsal(sweep_recs, sweep_cfg)
+    (records_dir / f"{REHEARSAL}.plan.json").write_text(json.dumps(reh["plan"], indent=2))
+    (records_dir / f"{REHEARSAL}.config.json").write_text(
+        json.dumps(reh["config"], indent=2) + "\n"
+    )
+    run_config(
+        reh["config"], records_dir / f"{REHEARSAL}.jsonl", device="cpu", progress=False, force=True
+    )
+    print(f"{REHEARSAL}: done after {time.time() - t0:.0f} s", flush=True)
+    plan = plan_held_out(sweep_recs, sweep_cfg)
     cfg = held_out_config(plan, sweep_cfg)
     # the plan (fit, choice, predictions) is written down before the run is trained
     (records_dir / f"{HELD_OUT}.plan.json").write_text(json.dumps(cfg.pop("plan"), indent=2))
