@@ -375,6 +375,7 @@ def test_search_snippets_are_page_text(browser, server, word):
 FIGURE_PAGES = {
     "book/01-softmax-cross-entropy.html",
     "book/03-intrinsic-dimension.html",
+    "book/04-scaling-laws.html",
     "book/06-double-descent.html",
 }
 

@@ -133,6 +133,57 @@ def test_choose_run_minimises_the_law_at_fixed_compute():
         assert law(n, 3e11 / mlp_train_flops_per_example(24, w, 2, 16)) > law(run["N"], 3e11 / per)
 
 
+def test_lr_optimum_is_the_vertex_of_the_parabola_through_the_bracket():
+    # an exact parabola in log lr, vertex at lr = 0.02: the three-point vertex recovers it
+    grid = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
+    losses = {lr: 1.0 + 0.1 * (np.log(lr) - np.log(0.02)) ** 2 for lr in grid}
+    eta, L, inside = ex.lr_optimum(losses)
+    assert inside and eta == pytest.approx(0.02, rel=1e-9) and L == pytest.approx(1.0)
+    # against numpy's quadratic through the same three points, on asymmetric losses
+    losses = {0.001: 3.0, 0.003: 2.1, 0.01: 1.7, 0.03: 1.8, 0.1: 5.0}
+    c = np.polyfit(np.log([0.003, 0.01, 0.03]), [2.1, 1.7, 1.8], 2)
+    eta, L, inside = ex.lr_optimum(losses)
+    assert inside and np.log(eta) == pytest.approx(-c[1] / (2 * c[0]))
+    assert 0.003 < eta < 0.03 and L <= 1.7
+    # at the grid's edge there is no bracket
+    assert ex.lr_optimum({0.01: 2.0, 0.03: 1.5, 0.1: 1.2}) == (0.1, 1.2, False)
+
+
+def test_lr_rule_recovers_a_known_power_law_in_N_and_D():
+    rng = np.random.default_rng(0)
+    pts = []
+    for N in (200, 1000, 5000, 25000):
+        for D in (2**15, 2**17, 2**19):
+            opt = np.exp(1.0 - 0.3 * np.log(N) - 0.25 * np.log(D) + rng.normal(0, 1e-3))
+            grid = opt * np.array([0.3, 1.0, 3.0]) * np.exp(rng.uniform(-0.5, 0.5))
+            losses = {float(g): 1.0 + (np.log(g) - np.log(opt)) ** 2 for g in grid}
+            pts.append({"N": N, "D": D, "losses": losses})
+    rule = ex.fit_lr_rule(pts, min_D=0)
+    assert rule.b == pytest.approx(-0.3, abs=0.01) and rule.c == pytest.approx(-0.25, abs=0.01)
+    assert rule.n_points == len(pts)
+    assert ex.fit_lr_rule(pts, min_D=2**17).n_points == 8  # shorter runs left out
+    flat = ex.fit_lr_rule(pts, in_D=False, min_D=0)
+    assert flat.c == 0.0 and flat.b == pytest.approx(-0.3, abs=0.01)
+
+
+def test_rehearsal_fits_only_the_cheap_points_and_scores_the_expensive_ones():
+    law = ChinchillaFit(E=1.0, A=20.0, B=8.0, alpha=0.7, beta=0.35)
+    pts = []
+    for N in (200, 400, 900, 2000, 5000, 20000):
+        for D in (2**12, 2**14, 2**16, 2**18, 2**20):
+            C = 6.0 * N * D
+            opt = np.exp(1.0 - 0.3 * np.log(N) - 0.25 * np.log(D))
+            losses = {float(opt * f): float(law(N, D)) + 0.01 * np.log(f) ** 2 for f in (0.3, 1, 3)}
+            pts.append({"width": N, "N": N, "D": D, "C": C, "L": float(law(N, D)), "losses": losses})
+    reh = ex.rehearsal(pts, floor=1.0, factor=32.0)
+    c_max = max(p["C"] for p in pts)
+    assert reh["c_small"] == pytest.approx(c_max / 32)
+    assert reh["targets"] and all(t["C"] > c_max / 2 for t in reh["targets"])
+    for t in reh["targets"]:  # data from the law itself: the small fit predicts it exactly
+        assert abs(t["err"]) < 0.02
+        assert abs(t["lr_err"]["in N and D"]) < 0.05
+
+
 # ------------------------------------------------------------------ the shipped records
 def _shipped():
     import json
@@ -323,30 +374,6 @@ def test_repeated_data_and_inference_numbers_of_the_page():
     assert 6 * 175e9 * 300e9 / PF_DAY == pytest.approx(3640, rel=0.01)
 
 
-def test_the_held_out_learning_rate_diagnostic():
-    """The page: half the learning rate does better, twice much worse; against the better run
-    the law's error halves; along every width the best learning rate falls as D grows."""
-    folder, cfg, rec = _shipped()
-    import json
-
-    _, pair = ex.floors(cfg(ex.SWEEP))
-    plan = json.loads((folder / f"{ex.HELD_OUT}.plan.json").read_text())
-    held = next(r for r in rec(ex.HELD_OUT) if r["final"])
-    runs = {r["lr"]: r["test_loss"] for r in rec("ch04_zipf_heldout_lr") if r["final"]}
-    assert set(runs) == {0.0049, 0.0195}
-    assert runs[0.0049] < held["test_loss"] < runs[0.0195]
-    law_pred = plan["baselines"]["Chinchilla law (approach 3)"]
-    e_best = float(ex.scores({"l": law_pred}, runs[0.0049], pair)["l"])
-    e_held = float(ex.scores({"l": law_pred}, held["test_loss"], pair)["l"])
-    assert e_best == pytest.approx(-0.099, abs=0.005)
-    assert 0.4 < e_best / e_held < 0.6  # "about half of the error is the learning rate"
-    pts = ex.tuned_points(rec(ex.SWEEP))
-    for w in (8, 64):
-        lrs = [p["lr"] for p in sorted(pts, key=lambda p: p["D"]) if p["width"] == w]
-        assert lrs == sorted(lrs, reverse=True) and lrs[-1] == 0.01  # falls with D
-    assert [p["lr"] for p in pts if p["width"] == 8][0] == 0.1
-
-
 def test_no_run_comes_near_storing_all_facts():
     """The page: facts beyond rank 5,000 carry < 1 % of the probability, and the best run's
     reducible loss is that of an ideal store of fewer than 1,000 facts."""
@@ -359,7 +386,7 @@ def test_no_run_comes_near_storing_all_facts():
     _, pair = ex.floors(config)
     best = min(
         r["test_loss"]
-        for name in (ex.SWEEP, ex.HELD_OUT, "ch04_zipf_heldout_lr")
+        for name in (ex.SWEEP, ex.HELD_OUT, ex.REHEARSAL)
         for r in rec(name)
         if r["final"]
     )

@@ -48,6 +48,21 @@ CONSTANT_ABOVE_FLOOR = """def predict_loss(points, n_params, examples_seen, floo
 COPY_BEST_RUN = """def predict_loss(points, n_params, examples_seen, floor):
     return min(p["L"] for p in points)"""
 
+# Part 3: a constant answer (every run, sorted by compute) and a frontier that keeps the
+# first point of each compute instead of the best one (ties sorted by position, not by loss).
+EVERY_POINT = """def frontier_indices(compute, loss):
+    return np.argsort(np.asarray(compute, dtype=np.float64), kind="stable")"""
+
+TIES_BY_POSITION = """def frontier_indices(compute, loss):
+    compute = np.asarray(compute, dtype=np.float64)
+    loss = np.asarray(loss, dtype=np.float64)
+    keep, best = [], np.inf
+    for i in np.argsort(compute, kind="stable"):
+        if loss[i] <= best:
+            keep.append(i)
+            best = loss[i]
+    return np.array(keep, dtype=int)"""
+
 # Parts 1-3 handed to the package: right numbers, not the student's own code.
 PACKAGE_FIT = """from scalinglab.fitting import fit_power_law
 
@@ -95,6 +110,12 @@ def test_plausible_mistakes_lose_exactly_their_points(course, tmp_path):
 def test_a_constant_or_a_copied_answer_fails_the_prediction_part(course, tmp_path):
     for wrong in (CONSTANT_ABOVE_FLOOR, COPY_BEST_RUN):
         assert_mistakes_cost(course, tmp_path, A, {"predict": wrong}, {"test_predict": 3})
+
+
+@pytest.mark.slow
+def test_a_constant_or_a_sloppy_frontier_fails_part_3(course, tmp_path):
+    for wrong in (EVERY_POINT, TIES_BY_POSITION):
+        assert_mistakes_cost(course, tmp_path, A, {"frontier": wrong}, {"test_frontier": 2})
 
 
 @pytest.mark.slow

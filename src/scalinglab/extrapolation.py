@@ -268,13 +268,13 @@ def variants(
 
     - ``"as the papers do it"``: tuned learning rate per point, every width, known floor;
     - ``"floor fitted, not known"``: the same points, :math:`E` a free parameter;
-    - ``"narrow span of N"``: only the two largest widths (N spans 3.2x instead of 52x);
+    - ``"narrow span of N"``: only the two largest widths (N spans 3.5x instead of 381x);
     - ``"constant-lr checkpoints"``: intermediate checkpoints of one constant-learning-rate
       run per width (best of two learning rates at each checkpoint), known floor;
     - ``"one lr for every width"``: the small models' best learning rate, 0.03, for all.
 
     All are limited to the compute of the main fit (:math:`C \le C_{\max}`)."""
-    pts = [p for p in tuned_points(sweep_records) if p["seed"] == 0]
+    pts = well_tuned(p for p in tuned_points(sweep_records) if p["seed"] == 0)
     c_max = max(p["C"] for p in pts)
     widths = sorted({p["width"] for p in pts})
     narrow = [p for p in pts if p["width"] in widths[-2:]]
@@ -464,7 +464,6 @@ def plan_rehearsal(sweep_records: Iterable[Mapping], config: Mapping) -> dict:
         f"trained at each rule's learning rate ({', '.join(f'{k}: {v:.3g}' for k, v in lrs.items())}). "
         f"Made by: OMP_NUM_THREADS=1 python -m scalinglab.extrapolation regenerate"
     )
-    out["runner"] = "python -m scalinglab.extrapolation"
     out["dataset"]["n_train"] = run["D"]
     out["grid"] = {
         "widths": [run["width"]],
@@ -506,7 +505,7 @@ def regenerate(records_dir: str | Path = RECORDS) -> None:
 
     import torch
 
-    from scalinglab.engine.sweep_config import load_config, load_records, run_config
+    from scalinglab.engine.sweep_config import load_config, run_config
 
     torch.set_num_threads(1)
     records_dir = Path(records_dir)
@@ -520,6 +519,22 @@ def regenerate(records_dir: str | Path = RECORDS) -> None:
         for r in repeat_runs(rep_cfg):
             f.write(json.dumps(r) + "\n")
     print(f"{REPEAT}: done after {time.time() - t0:.0f} s", flush=True)
+    plan_and_train(records_dir)
+    print(f"all done after {time.time() - t0:.0f} s", flush=True)
+
+
+def plan_and_train(records_dir: str | Path = RECORDS) -> None:
+    """The second half of :func:`regenerate`: from the sweep's records, plan and train the
+    rehearsal's run, then plan and train the held-out run (each plan written first)."""
+    import time
+
+    import torch
+
+    from scalinglab.engine.sweep_config import load_config, load_records, run_config
+
+    torch.set_num_threads(1)
+    records_dir = Path(records_dir)
+    t0 = time.time()
     sweep_cfg = load_config(RECORDS / f"{SWEEP}.config.json")
     sweep_recs = load_records(records_dir / f"{SWEEP}.jsonl")
     reh = plan_rehearsal(sweep_recs, sweep_cfg)
