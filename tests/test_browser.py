@@ -374,8 +374,11 @@ def test_search_snippets_are_page_text(browser, server, word):
 # as paragraphs below the figure and are converted one by one.
 FIGURE_PAGES = {
     "book/01-softmax-cross-entropy.html",
+    "book/02-trainability.html",
     "book/03-intrinsic-dimension.html",
+    "book/05-resolution-limited-scaling.html",
     "book/06-double-descent.html",
+    "book/07-emergence.html",
 }
 
 FIGURE_REPORT = """() => [...document.querySelectorAll("article img")]
