@@ -56,6 +56,7 @@ SLOW_BY_DURATION = {
     "test_resolution.py::test_default_margin_is_wide_enough": 108,
     # computes the interpolation curves the tests above had cached for it: 192 s once they left
     "test_resolution.py::test_closing_the_loop_measured_exponents_match_twonn_predictions": 192,
+    "test_resolution.py::test_periodic_interpolation_equals_plain_delaunay_in_the_interior": 69,
     "test_resolution.py::test_one_nn_at_d8_comes_out_flat_and_linear_beats_it_a_thousandfold_at_d2": 16,
     "test_resolution.py::test_spacing_exponent_drifts_at_high_d_in_the_embedding_but_not_on_the_torus": 15,
     "test_resolution.py::test_seed_records_contain_the_pages_own_sample": 11,
