@@ -20,8 +20,9 @@ from pathlib import Path
 
 import jupytext
 import nbformat
-import yaml
 from nbclient import NotebookClient
+
+from scalinglab.syllabus import toc_files
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "_ext"))
@@ -41,8 +42,7 @@ def run(nb, cwd: Path) -> float:
 
 
 def pages() -> list[Path]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [ROOT / f"{entry['file']}.md" for entry in toc.get("chapters", [])]
+    return [ROOT / f"{name}.md" for name in toc_files(ROOT)]
 
 
 def solutions() -> list[Path]:

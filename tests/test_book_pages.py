@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -14,16 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "_ext"))
 from course_book import encrypt_kernel_transport  # noqa: E402
 
+from scalinglab.syllabus import toc_files  # noqa: E402
+
 encrypt_kernel_transport()  # no "Kernel is running over TCP without encryption" per notebook
 
 
 def _toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = []
-    for entry in toc.get("chapters", []):
-        files.append(entry["file"])
-        files += [sub["file"] for sub in entry.get("sections", [])]
-    return files
+    return toc_files(ROOT)
 
 
 def _code_pages() -> list[Path]:
@@ -52,3 +50,38 @@ def test_every_toc_entry_exists_and_every_chapter_is_listed():
     listed = set(_toc_files())
     for page in (ROOT / "book").glob("[0-9][0-9]-*.md"):
         assert f"book/{page.stem}" in listed, f"{page.name} is missing from _toc.yml"
+
+
+# Chapters being rewritten on other branches when the numbering changed: after merging them,
+# run `python numref_convert.py book/NN-slug.md` on each and remove it from this set.
+NUMBERING_PENDING = {"book/04-scaling-laws", "book/08-many-skills"}
+
+# A MyST figure: a code cell whose YAML header has mystnb: figure: caption:
+FIGURE_HEADER = re.compile(r"^```\{code-cell\}[^\n]*\n---\n(.*?\n)---\n", re.M | re.S)
+
+
+def test_sphinx_numbers_chapters_and_figures_and_pages_do_not_number_them_again():
+    """The chapters are numbered in _toc.yml, so Sphinx writes "1. Title" and "Fig. 1.2":
+    a page's own "# 1. Title", "Figure 2. ..." caption or "Figure 2" in the text would be a
+    second, hand-kept number (the text refers to a figure as {numref}`fig-01-2`)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    numbered = [f for part in toc["parts"] if part.get("numbered") for f in part["chapters"]]
+    assert [f["file"] for f in numbered] == sorted(
+        f"book/{p.stem}" for p in (ROOT / "book").glob("[0-9][0-9]-*.md")
+    ), "the numbered part of _toc.yml is not the chapters, in order"
+    for name in _toc_files():
+        if name in NUMBERING_PENDING:
+            continue
+        text = (ROOT / f"{name}.md").read_text(encoding="utf-8")
+        title = re.search(r"^# (.+)$", text, re.M).group(1)
+        assert not re.match(r"\d+\.\s", title), f"{name}: numbered by hand: {title!r}"
+        captions = [
+            ((yaml.safe_load(h) or {}).get("mystnb") or {}).get("figure", {}).get("caption", "")
+            for h in FIGURE_HEADER.findall(text)
+        ]
+        doubled = [c[:40] for c in captions if re.match(r"\s*Fig(ure|\.)?\s*\d", c)]
+        assert not doubled, f"{name}: captions numbered by hand: {doubled}"
+        if captions:  # a page with numbered figures refers to them with {numref}
+            prose = re.sub(r"```.*?```", "", text, flags=re.S)
+            left = re.findall(r"(?<!their )(?<!their\n)\bFigures? \d+", prose)
+            assert not left, f"{name}: figures referred to by hand: {left}"

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scalinglab.syllabus import toc_files
+
 ROOT = Path(__file__).resolve().parents[1]
 PDF = ROOT / "_build" / "pdf" / "why-deep-learning-scales.pdf"
 PRINTED_HTML = ROOT / "_build" / "singlehtml" / "print.html"
@@ -42,7 +44,7 @@ def _run(*cmd: str) -> str:
 def _titles() -> dict[str, str]:
     """Each page of the table of contents and its title (its first level-1 heading)."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    names = [toc["root"]] + [entry["file"] for entry in toc.get("chapters", [])]
+    names = [toc["root"]] + toc_files(ROOT)
     titles = {}
     for name in names:
         match = re.search(r"^# (.+)$", (ROOT / f"{name}.md").read_text(), re.M)

@@ -48,6 +48,24 @@ def course_root(start: Path | None = None) -> Path:
     raise FileNotFoundError(f"no _toc.yml at or above {here}")
 
 
+def toc_files(root: Path | None = None) -> list[str]:
+    """Every page of ``_toc.yml`` after the root, in order (``book/01-softmax-...``).
+
+    The table of contents groups the pages into parts (the numbered chapters, then the
+    unnumbered rest); a flat ``chapters:`` list is read too.
+    """
+    import yaml
+
+    toc = yaml.safe_load((course_root(root) / "_toc.yml").read_text(encoding="utf-8"))
+    entries = [e for part in toc.get("parts", []) for e in part.get("chapters", [])]
+    entries += toc.get("chapters", [])
+    files = []
+    for entry in entries:
+        files.append(entry["file"])
+        files += [sub["file"] for sub in entry.get("sections", [])]
+    return files
+
+
 def learning_goals(page_text: str) -> tuple[str, ...]:
     """The numbered items of a page's "Learning goals" admonition, joined onto one line."""
     match = GOALS.search(page_text)
