@@ -421,25 +421,35 @@ def test_shipped_mlp_sweeps_cover_the_grid_of_their_configs():
 
 
 def test_constant_lr_slopes_move_with_the_step_budget():
-    # The page's table (constant learning rate): the fitted slope at 4000, 8000 and 12,000
-    # steps, and the train/test MSE ratio at n = 8000 after 12,000 steps -- the records are
-    # not converged in training time, which is why the page retrains with a decay.
+    # The page's table (constant learning rate): the slope fitted over n >= 1000 at 4000,
+    # 8000 and 12,000 steps, and the train/test MSE ratio at n = 8000 after 12,000 steps --
+    # the records are not converged in training time, which is why the page retrains with a
+    # decay. The page: "moves with the step budget by up to 0.35 (and not monotonically at
+    # d = 2)". Tolerances: the printed rounding (the numbers are exact functions of the records).
     from scalinglab.double_descent import load_records
     from scalinglab.resolution import MLP_SWEEP_DIMS, mlp_curve, mlp_sweep_name
 
     table = {
-        2: (-0.77, -0.92, -0.85, 0.83),
-        3: (-0.82, -0.95, -1.05, 0.57),
-        4: (-0.94, -1.07, -1.15, 0.24),
-        6: (-0.86, -0.95, -0.96, 0.12),
+        2: (-0.38, -0.63, -0.56, 0.83),
+        3: (-0.62, -0.75, -0.91, 0.57),
+        4: (-0.82, -1.06, -1.17, 0.24),
+        6: (-0.86, -1.03, -1.06, 0.12),
     }
+    moves = []
     for d in MLP_SWEEP_DIMS:
         records = load_records(mlp_sweep_name(d))
+        slopes = []
         for k, steps in enumerate((4000, 8000, 12000)):
-            assert loglog_slope(*mlp_curve(records, steps)) == pytest.approx(table[d][k], abs=0.006)
+            ns, m = mlp_curve(records, steps)
+            slopes.append(loglog_slope(ns[ns >= 1000], m[ns >= 1000]))
+            assert slopes[-1] == pytest.approx(table[d][k], abs=0.006)
+        moves.append(max(slopes) - min(slopes))
+        if d == 2:  # steeper at 8000 steps than at 12,000
+            assert slopes[1] < slopes[2] < slopes[0]
         last = [r for r in records if r["final"] and r["n_train"] == 8000]
         gap = np.mean([r["train_loss"] for r in last]) / np.mean([r["test_loss"] for r in last])
         assert gap == pytest.approx(table[d][3], abs=0.006)
+    assert max(moves) == pytest.approx(0.35, abs=0.006)
 
 
 def test_a_retrained_slice_reproduces_the_shipped_records():
@@ -525,30 +535,100 @@ def test_cosine_schedule_and_budget_helpers():
         step_budget(0, 256, 128, 2000)
 
 
-def _conv_slopes(d, factor, width=128):
+FIT_FROM = 1000  # the page fits n >= 1000, where every size gets the same 256 epochs
+
+
+def _conv_curve(d, factor, width=128):
     from scalinglab.resolution_training import converged_curve
 
-    ns, per_seed = converged_curve(_converged(), d, width, factor)
-    return np.array([loglog_slope(ns, m) for m in per_seed])
+    return converged_curve(_converged(), d, width, factor)
+
+
+def _conv_slopes(d, factor, width=128):
+    ns, per_seed = _conv_curve(d, factor, width)
+    keep = ns >= FIT_FROM
+    return np.array([loglog_slope(ns[keep], m[keep]) for m in per_seed])
+
+
+def _local(ns, y):
+    return np.diff(np.log(y), axis=-1) / np.diff(np.log(ns))
+
+
+def test_the_budget_floor_is_why_the_fit_starts_at_1000():
+    # The page's reason for the fit range: below n = 1000 the 2000-step floor gives more
+    # than 256 epochs (1024 and 512), from n = 1000 on every size gets exactly 256.
+    from scalinglab.resolution_training import final_records
+
+    for n in (250, 500, 1000, 2000, 4000, 8000):
+        epochs = final_records(_converged(), 2, n)[0]["total_steps"] * 128 / n
+        assert epochs == ({250: 1024, 500: 512}.get(n, 256))
 
 
 @pytest.mark.parametrize(
     "d, quarter, full",
     [
-        (2, (-0.99, 0.09), (-1.52, 0.09)),
-        (3, (-0.88, 0.05), (-1.35, 0.04)),
-        (4, (-0.96, 0.07), (-1.29, 0.09)),
-        (6, (-0.87, 0.08), (-1.07, 0.06)),
+        (2, (-1.25, 0.04), (-1.87, 0.02)),
+        (3, (-1.11, 0.01), (-1.69, 0.01)),
+        (4, (-1.10, 0.02), (-1.46, 0.06)),
+        (6, (-1.00, 0.11), (-1.27, 0.09)),
     ],
 )
 def test_converged_slopes_of_the_page(d, quarter, full):
-    # The page's numbers (mean +- s.d. over two seeds, rounded as printed) and its reading:
-    # a quarter budget is flatter than the full one at every d (the slope still moves).
+    # The page's numbers (slope over n >= 1000, mean +- s.d. over two seeds, rounded as
+    # printed: the tolerance is the rounding) and its reading -- a quarter budget is flatter
+    # than the full one at every d -- checked seed by seed, not on the mean: every seed's
+    # full-budget slope is steeper than every seed's quarter-budget slope.
     for factor, (mean, sd) in ((0.25, quarter), (1.0, full)):
         b = _conv_slopes(d, factor)
         assert b.mean() == pytest.approx(mean, abs=0.0051)
         assert b.std(ddof=1) == pytest.approx(sd, abs=0.0051)
-    assert _conv_slopes(d, 1.0).mean() < _conv_slopes(d, 0.25).mean() - 0.15
+    assert _conv_slopes(d, 1.0).max() < _conv_slopes(d, 0.25).min()
+
+
+def test_the_budget_steepens_the_fit_and_the_local_slope():
+    # "steepens the fitted slope by 0.27 to 0.62 ... and the local slope at the largest n by
+    # 0.66 to 1.38" (seed-mean curves; tolerance: the printed rounding)
+    fit_gain = [_conv_slopes(d, 0.25).mean() - _conv_slopes(d, 1.0).mean() for d in (2, 3, 4, 6)]
+    assert min(fit_gain) == pytest.approx(0.27, abs=0.006)
+    assert max(fit_gain) == pytest.approx(0.62, abs=0.006)
+    local_gain = []
+    for d in (2, 3, 4, 6):
+        (ns, q), (_, f) = _conv_curve(d, 0.25), _conv_curve(d, 1.0)
+        local_gain.append(_local(ns, q.mean(0))[-1] - _local(ns, f.mean(0))[-1])
+    assert min(local_gain) == pytest.approx(0.66, abs=0.006)
+    assert max(local_gain) == pytest.approx(1.38, abs=0.006)
+
+
+def test_local_slopes_are_not_a_power_law_and_steeper_than_4_over_d_at_the_largest_n():
+    # The page: the local slope of the seed-mean curve steepens with n at every d from
+    # n = 1000 on (so the curve is no power law); at d = 2 it reads -1.36, -1.76, -2.54. At
+    # the largest n it is steeper than 4/d at every d -- for each seed too, so the claim
+    # does not rest on the mean of two.
+    for d in (2, 3, 4, 6):
+        ns, per_seed = _conv_curve(d, 1.0)
+        local = _local(ns, per_seed.mean(0))
+        from_1000 = local[list(ns).index(FIT_FROM) :]
+        assert np.all(np.diff(from_1000) < 0), (d, local)
+        assert np.all(_local(ns, per_seed)[:, -1] < -4 / d)
+        if d == 2:
+            np.testing.assert_allclose(from_1000, [-1.36, -1.76, -2.54], atol=0.006)
+        if d in (3, 4, 6):
+            expected = {3: -2.48, 4: -1.87, 6: -1.86}[d]
+            assert local[-1] == pytest.approx(expected, abs=0.006)
+
+
+def test_the_converged_networks_do_not_interpolate():
+    # "training MSE is 0.61 (d = 2), 0.33 (d = 3), 0.15 (d = 4) and 0.03 (d = 6) times their
+    # test MSE" at n = 8000, full budget (ratio of seed means, printed rounding); and each
+    # seed's own ratio is above 0.5 at d = 2 ("most of the test error")
+    from scalinglab.resolution_training import final_records
+
+    for d, ratio in ((2, 0.61), (3, 0.33), (4, 0.15), (6, 0.03)):
+        last = final_records(_converged(), d, 8000)
+        got = np.mean([r["train_mse"] for r in last]) / np.mean([r["test_mse"] for r in last])
+        assert got == pytest.approx(ratio, abs=0.006)
+        if d == 2:
+            assert all(r["train_mse"] / r["test_mse"] > 0.5 for r in last)
 
 
 def test_converged_mlp_claims_of_the_page():
@@ -566,16 +646,64 @@ def test_converged_mlp_claims_of_the_page():
         [r["test_loss"] for r in load_records("ch05_mlp_d2") if r["final"] and r["n_train"] == 8000]
     )
     assert round(const / mean_test(2, 8000)) == 18
-    # d = 2: 2.3 x the Delaunay interpolant at n = 8000; the wider net is 1.2 x worse
-    assert mean_test(2, 8000) / regression_curve([8000], 2, "linear")[0] == pytest.approx(
-        2.3, abs=0.05
-    )
-    for n in (2000, 8000):
-        assert mean_test(2, n, 256) / mean_test(2, n) == pytest.approx(1.2, abs=0.05)
-    # d = 3: about 4 to 9 times below the interpolant at every n; d = 4: six to nine times
+    # d = 2, network / Delaunay: 0.65 at n = 500, then 1.8, 2.9, 3.4 and 2.3 (printed rounding);
+    # below the interpolant at 500 and above it from 1000 on for each seed, not only the mean
+    ns2 = [500, 1000, 2000, 4000, 8000]
+    lin2 = regression_curve(ns2, 2, "linear")
+    ratio2 = np.array([mean_test(2, n) for n in ns2]) / lin2
+    np.testing.assert_allclose(ratio2, [0.65, 1.8, 2.9, 3.4, 2.3], atol=0.051)
+    for n, lin in zip(ns2, lin2, strict=True):
+        for r in final_records(conv, 2, n):
+            assert (r["test_mse"] < lin) == (n == 500)
+    # d = 3 and 4: 4 to 9 times below the interpolant at every n
     ns = [500, 1000, 2000, 4000, 8000]
     ratio3 = np.array([mean_test(3, n) for n in ns]) / regression_curve(ns, 3, "linear")
     assert np.all((ratio3 > 1 / 9.5) & (ratio3 < 1 / 3.6)), ratio3
     ns4 = [500, 1000, 2000, 4000]
     ratio4 = np.array([mean_test(4, n) for n in ns4]) / regression_curve(ns4, 4, "linear")
     assert np.all((ratio4 > 1 / 9.5) & (ratio4 < 1 / 6)), ratio4
+
+
+# ------------------------------------ the width control at tuned rates (ch05_mlp_lr_width)
+def test_width_control_at_each_widths_own_learning_rate():
+    # The page: widths 128 and 256 at d = 2, each at its validation-tuned peak rate (3e-3,
+    # 1e-2, 3e-2): 6.0e-5 vs 7.1e-5 at n = 2000, 3.2e-6 vs 3.0e-6 at n = 8000 (printed
+    # rounding), "inside the seed spread": the width ratio of the tuned means is smaller than
+    # the ratio between the two seeds of width 128 at n = 2000 (2.2) and than the spread of
+    # all four tuned runs at n = 8000. The best rate at n = 8000 is the top of the scan.
+    from scalinglab.double_descent import load_records, shipped_config
+    from scalinglab.resolution_training import best_by_validation, final_records
+
+    scan = load_records("ch05_mlp_lr_width")
+    config = shipped_config("ch05_mlp_lr_width")
+    (block,) = config["runs"]
+    assert sum(r["final"] for r in scan) == 2 * 2 * 2 * 3  # n x width x seed x lr
+    tuned = best_by_validation(scan)
+
+    def pick(n, w):
+        return [r for r in tuned if (r["n_train"], r["width"]) == (n, w)]
+
+    expected = {(2000, 128): 6.0e-5, (2000, 256): 7.1e-5, (8000, 128): 3.2e-6, (8000, 256): 3.0e-6}
+    for (n, w), want in expected.items():
+        runs = pick(n, w)
+        assert len(runs) == 2
+        assert np.mean([r["test_mse"] for r in runs]) == pytest.approx(
+            want, rel=0.017
+        )  # two digits
+    assert [pick(8000, w)[0]["lr"] for w in (128, 256)] == [max(block["lrs"])] * 2
+    seeds128 = sorted(r["test_mse"] for r in pick(2000, 128))
+    width_ratio = 7.1e-5 / 6.0e-5
+    assert seeds128[1] / seeds128[0] > 2 > width_ratio
+    all8000 = [r["test_mse"] for w in (128, 256) for r in pick(8000, w)]
+    assert max(all8000) / min(all8000) > max(3.2 / 3.0, 3.0 / 3.2)
+    # the scan's 1e-2 members are the shipped converged runs (same data, seeds, schedule)
+    for n in (2000, 8000):
+        for w in (128, 256):
+            ship = {r["seed"]: r["test_mse"] for r in final_records(_converged(), 2, n, w)}
+            for r in scan:
+                if r["final"] and (r["n_train"], r["width"], r["lr"]) == (n, w, 0.01):
+                    assert r["test_mse"] == pytest.approx(ship[r["seed"]], rel=0.02)
+    # "a quarter of the budget gives an 11 times higher test MSE at n = 8000"
+    full = np.mean([r["test_mse"] for r in final_records(_converged(), 2, 8000)])
+    quarter = np.mean([r["test_mse"] for r in final_records(_converged(), 2, 8000, 128, 0.25)])
+    assert round(quarter / full) == 11

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from scalinglab.engine.ensemble import MLPEnsemble, train_ensemble
-from scalinglab.models.mlp import check_positive_int, init_linear_
+from scalinglab.models.mlp import MLP, check_positive_int, init_linear_
 
 
 class ResidualMLP(nn.Module):
@@ -183,12 +183,78 @@ def ntk_trace(net: nn.Module, x: torch.Tensor) -> float:
     return total / len(x)
 
 
+def top_hessian_eigenvalue(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, iters: int = 50, seed: int = 0
+) -> float:
+    r"""Largest eigenvalue :math:`\lambda_{\max}` of the Hessian of the mean cross-entropy
+    of ``net`` on ``(x, y)`` with respect to all its parameters, by power iteration on
+    Hessian-vector products (double back-propagation; the Hessian is never formed).
+
+    Heavy-ball momentum :math:`\beta` on a quadratic with curvature :math:`\lambda` is stable
+    only for :math:`\eta < 2(1 + \beta)/\lambda` (:math:`2/\lambda` without momentum), so
+    :math:`2(1+\beta)/\lambda_{\max}` at initialisation is the largest learning rate that is
+    stable at the first step. Power iteration converges to the eigenvalue of largest
+    *magnitude*; at a ReLU network's initialisation that is the positive top one (the tests
+    check it against the full Hessian of a small network).
+    """
+    params = [p for p in net.parameters() if p.requires_grad]
+    loss = nn.functional.cross_entropy(net(x), y)
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    gen = torch.Generator().manual_seed(int(seed))
+    v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+    lam = 0.0
+    for _ in range(iters):
+        norm = torch.sqrt(sum((a * a).sum() for a in v))
+        v = [a / norm for a in v]
+        hv = torch.autograd.grad(grads, params, v, retain_graph=True)
+        lam = float(sum((a * b).sum() for a, b in zip(hv, v, strict=True)))  # Rayleigh quotient
+        v = [a.detach() for a in hv]
+    return lam
+
+
+def hessian_records(config: Mapping, data: Mapping) -> list[dict]:
+    """:func:`top_hessian_eigenvalue` at initialisation for every depth, architecture
+    (``"kaiming"``, ``"xavier"``: plain :class:`~scalinglab.models.mlp.MLP`; ``"residual"``:
+    :class:`ResidualMLP`) and seed of ``config["hessian"]``, on the first ``n_examples``
+    training examples of ``data``."""
+    h = config["hessian"]
+    n = int(h["n_examples"])
+    x = torch.as_tensor(np.asarray(data["x_train"][:n]), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(data["y_train"][:n]), dtype=torch.long)
+    out_dim = int(max(np.max(data["y_train"]), np.max(data["y_test"]))) + 1
+    records = []
+    for depth in h["depths"]:
+        for arch in h["architectures"]:
+            for seed in h["seeds"]:
+                if arch == "residual":
+                    net = ResidualMLP(x.shape[1], h["width"], depth, out_dim, seed=seed)
+                else:
+                    net = MLP(x.shape[1], h["width"], depth, out_dim, seed=seed, init=arch)
+                lam = top_hessian_eigenvalue(net, x, y, h["iters"])
+                records.append(
+                    {
+                        "architecture": arch,
+                        "depth": int(depth),
+                        "width": int(h["width"]),
+                        "seed": int(seed),
+                        "n_examples": n,
+                        "iters": int(h["iters"]),
+                        "top_eigenvalue": lam,
+                    }
+                )
+    return records
+
+
 def run_config(config: Mapping) -> list[dict]:
-    """The depth records of a config: its data set, then each run's grid arguments over
-    the shared ones (learning rates given as ``log2_lrs``)."""
+    """The records of a config: its data set, then each run's grid arguments over the
+    shared ones (learning rates given as ``log2_lrs``) -- or, for a config with a
+    ``"hessian"`` block, the top Hessian eigenvalues at initialisation
+    (:func:`hessian_records`)."""
     from scalinglab.engine.sweep_config import load_dataset
 
     data = load_dataset(config["dataset"])
+    if "hessian" in config:
+        return hessian_records(config, data)
     records = []
     for run in config["runs"]:
         grid = {**config["grid"], **run}
