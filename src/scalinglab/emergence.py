@@ -12,6 +12,10 @@ steep function of the loss. Partial-credit metrics (per-token accuracy, the expe
 number of wrong tokens :math:`\\approx L(1-p)`) are linear in :math:`p` and change smoothly.
 :func:`addition_dataset` and :func:`train_addition_mlps` make the experiment: ``n_digits``-digit
 addition learned by two-hidden-layer MLPs of several widths; :func:`answer_metrics` scores them.
+:func:`train_addition_ensemble` trains every (width, seed, learning rate) of a scan on the
+engine's batched path, and :func:`best_lr_runs` picks each width's learning rate on a
+validation set: a knee in the loss of one seed at one shared learning rate need not be one
+in the loss of each width at its best.
 
 Grokking (Power et al. 2022; Nanda et al. 2023)
 -----------------------------------------------
@@ -25,7 +29,8 @@ each frequency :math:`k` of the discrete Fourier transform over :math:`a \\in \\
 purity and the number of :func:`switched_off` frequencies are progress measures: the
 purity grows through the memorisation plateau, long before the test accuracy moves.
 :func:`unordered_coverage` gives the effective training fraction of the symmetric model,
-which sets the grokking delay of the split controls.
+which sets the grokking delay of the split controls. :func:`grokking_step_and_purity` reads
+the purity at the step a run groks, the same level in every run whatever that step.
 
 Belief-state geometry (Shai et al. 2024)
 ----------------------------------------
@@ -33,7 +38,8 @@ Belief-state geometry (Shai et al. 2024)
 on fresh Mess3 sequences (:mod:`scalinglab.data.hmm`); :func:`position_cross_entropy` gives
 its cross-entropy at every position (to compare with the exact optimum
 :math:`H(X_L \\mid X_{<L})`); :func:`fit_linear_probe` and :func:`r2_score` regress the exact
-belief states on the residual stream.
+belief states on the residual stream; :func:`probe_summary` collects the page's probe
+measurements of one model (the record over seeds).
 
 Sources: R. Schaeffer, B. Miranda, S. Koyejo, "Are Emergent Abilities of Large Language
 Models a Mirage?", NeurIPS 2023 (arXiv:2304.15004); A. Power, Y. Burda, H. Edwards,
