@@ -12,6 +12,10 @@ steep function of the loss. Partial-credit metrics (per-token accuracy, the expe
 number of wrong tokens :math:`\\approx L(1-p)`) are linear in :math:`p` and change smoothly.
 :func:`addition_dataset` and :func:`train_addition_mlps` make the experiment: ``n_digits``-digit
 addition learned by two-hidden-layer MLPs of several widths; :func:`answer_metrics` scores them.
+:func:`train_addition_ensemble` trains every (width, seed, learning rate) of a scan on the
+engine's batched path, and :func:`best_lr_runs` picks each width's learning rate on a
+validation set: a knee in the loss of one seed at one shared learning rate need not be one
+in the loss of each width at its best.
 
 Grokking (Power et al. 2022; Nanda et al. 2023)
 -----------------------------------------------
@@ -25,7 +29,8 @@ each frequency :math:`k` of the discrete Fourier transform over :math:`a \\in \\
 purity and the number of :func:`switched_off` frequencies are progress measures: the
 purity grows through the memorisation plateau, long before the test accuracy moves.
 :func:`unordered_coverage` gives the effective training fraction of the symmetric model,
-which sets the grokking delay of the split controls.
+which sets the grokking delay of the split controls. :func:`grokking_step_and_purity` reads
+the purity at the step a run groks, the same level in every run whatever that step.
 
 Belief-state geometry (Shai et al. 2024)
 ----------------------------------------
@@ -33,7 +38,8 @@ Belief-state geometry (Shai et al. 2024)
 on fresh Mess3 sequences (:mod:`scalinglab.data.hmm`); :func:`position_cross_entropy` gives
 its cross-entropy at every position (to compare with the exact optimum
 :math:`H(X_L \\mid X_{<L})`); :func:`fit_linear_probe` and :func:`r2_score` regress the exact
-belief states on the residual stream.
+belief states on the residual stream; :func:`probe_summary` collects the page's probe
+measurements of one model (the record over seeds).
 
 Sources: R. Schaeffer, B. Miranda, S. Koyejo, "Are Emergent Abilities of Large Language
 Models a Mirage?", NeurIPS 2023 (arXiv:2304.15004); A. Power, Y. Burda, H. Edwards,
@@ -59,6 +65,8 @@ from torch import nn
 
 from scalinglab.data.hmm import HiddenMarkovModel, Mess3
 from scalinglab.data.modular import modular_table
+from scalinglab.engine.ensemble import MLPEnsemble, StackedAdamW
+from scalinglab.engine.training import logged_steps, loss_and_error, take
 from scalinglab.models.transformer import TinyTransformer
 
 RECORDS = Path(__file__).parent / "records"
@@ -71,34 +79,45 @@ def _digits(v: np.ndarray, n: int) -> np.ndarray:
     return np.stack([(v // 10**k) % 10 for k in range(n - 1, -1, -1)], axis=1)
 
 
-def addition_dataset(
-    n_digits: int = 3, n_train: int = 20_000, n_test: int = 5_000, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """``n_digits``-digit addition ``a + b`` for random ``a, b`` in ``[0, 10**n_digits)``.
-
-    ``x`` is the one-hot code of the digits of ``a`` then ``b`` (float32, width
-    ``20 * n_digits``); ``y`` the ``n_digits + 1`` digits of the sum, most significant first
-    (int64). Train and test pairs are disjoint.
-    """
-    n_pairs = 10 ** (2 * n_digits)
-    if n_train + n_test > n_pairs:
-        raise ValueError(f"only {n_pairs} pairs exist, asked for {n_train + n_test}")
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(n_pairs, size=n_train + n_test, replace=False)
+def _addition_xy(idx: np.ndarray, n_digits: int) -> tuple[np.ndarray, np.ndarray]:
+    """One-hot digits of the pairs numbered ``idx`` (``a * 10**n_digits + b``) and the
+    digits of their sums."""
     a, b = idx // 10**n_digits, idx % 10**n_digits
     da, db = _digits(a, n_digits), _digits(b, n_digits)
     x = np.zeros((len(idx), 2 * n_digits, 10), dtype=np.float32)
     rows = np.arange(len(idx))[:, None]
     x[rows, np.arange(n_digits), da] = 1.0
     x[rows, n_digits + np.arange(n_digits), db] = 1.0
-    x = x.reshape(len(idx), -1)
-    y = _digits(a + b, n_digits + 1).astype(np.int64)
-    return {
+    return x.reshape(len(idx), -1), _digits(a + b, n_digits + 1).astype(np.int64)
+
+
+def addition_dataset(
+    n_digits: int = 3, n_train: int = 20_000, n_test: int = 5_000, seed: int = 0, n_val: int = 0
+) -> dict[str, np.ndarray]:
+    """``n_digits``-digit addition ``a + b`` for random ``a, b`` in ``[0, 10**n_digits)``.
+
+    ``x`` is the one-hot code of the digits of ``a`` then ``b`` (float32, width
+    ``20 * n_digits``); ``y`` the ``n_digits + 1`` digits of the sum, most significant first
+    (int64). Train and test pairs are disjoint. With ``n_val > 0`` also ``x_val, y_val``:
+    pairs in neither set, drawn *after* them, so the train and test sets do not depend on
+    ``n_val`` (a validation set to pick hyperparameters on, keeping the test set unseen).
+    """
+    n_pairs = 10 ** (2 * n_digits)
+    if n_train + n_test + n_val > n_pairs:
+        raise ValueError(f"only {n_pairs} pairs exist, asked for {n_train + n_test + n_val}")
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(n_pairs, size=n_train + n_test, replace=False)
+    x, y = _addition_xy(idx, n_digits)
+    out = {
         "x_train": x[:n_train],
         "y_train": y[:n_train],
         "x_test": x[n_train:],
         "y_test": y[n_train:],
     }
+    if n_val:
+        rest = np.setdiff1d(np.arange(n_pairs), idx, assume_unique=True)
+        out["x_val"], out["y_val"] = _addition_xy(rng.choice(rest, n_val, replace=False), n_digits)
+    return out
 
 
 class DigitMLP(nn.Module):
@@ -170,13 +189,16 @@ def train_addition_mlps(
     batch_size: int = 256,
     lr: float = 3e-3,
     seed: int = 0,
+    data_seed: int | None = None,
 ) -> list[dict]:
     """Train one :class:`DigitMLP` per width (Adam, constant ``lr``) and score it on the test set.
 
-    Returns one record per width: ``width``, ``n_params`` and :func:`answer_metrics` of the
-    test set, plus ``probs`` and ``correct`` (arrays ``(n_test, L)``).
+    ``seed`` sets the initial weights and the batches, and the data set unless ``data_seed``
+    is given. Returns one record per width: ``width``, ``n_params`` and
+    :func:`answer_metrics` of the test set, plus ``probs`` and ``correct`` (arrays
+    ``(n_test, L)``).
     """
-    data = addition_dataset(n_digits, n_train, n_test, seed)
+    data = addition_dataset(n_digits, n_train, n_test, seed if data_seed is None else data_seed)
     x, y = torch.as_tensor(data["x_train"]), torch.as_tensor(data["y_train"])
     xt, yt = torch.as_tensor(data["x_test"]), torch.as_tensor(data["y_test"])
     records = []
@@ -201,6 +223,119 @@ def train_addition_mlps(
         rec["probs"], rec["correct"] = probs, correct
         records.append(rec)
     return records
+
+
+def train_addition_ensemble(
+    widths: Sequence[int] = (8, 16, 32, 64, 128, 256),
+    seeds: Sequence[int] = (0, 1, 2),
+    lrs: Sequence[float] = (1e-3, 3e-3, 1e-2),
+    n_digits: int = 3,
+    n_train: int = 20_000,
+    n_test: int = 5_000,
+    n_val: int = 5_000,
+    steps: int = 1500,
+    batch_size: int = 256,
+    log_every: int | None = 250,
+    data_seed: int = 0,
+    keep_probs: bool = False,
+) -> list[dict]:
+    """:func:`train_addition_mlps` for every ``(width, seed, lr)``, on the engine's batched path.
+
+    The ``len(seeds) * len(lrs)`` models of one width are the members of one
+    :class:`~scalinglab.engine.ensemble.MLPEnsemble` (``init="torch"``: member ``seed`` starts
+    with the weights of ``DigitMLP`` after ``torch.manual_seed(seed)``), trained together by
+    :class:`~scalinglab.engine.ensemble.StackedAdamW` with one learning rate per member and no
+    weight decay (which is Adam). Member ``seed`` draws its mini-batches as
+    :func:`train_addition_mlps` does (``torch.randint`` from a generator seeded with
+    ``seed``), so the member ``(width, seed=s, lr)`` is the run ``train_addition_mlps(
+    (width,), seed=s, lr=lr)`` up to float rounding (``tests/test_emergence.py``). Every model
+    sees the same data set (``data_seed``): the seeds vary the initialisation and the batches.
+
+    Returns one JSON-ready record per model: ``width, n_params, seed, lr``, the validation and
+    test cross-entropy per digit logged every ``log_every`` steps (``history``), the final
+    ``val_cross_entropy`` (to choose the learning rate on), :func:`answer_metrics` of the test
+    set and the test ``position_cross_entropy``; with ``keep_probs`` also ``probs`` and
+    ``correct`` (arrays ``(n_test, L)``).
+    """
+    data = addition_dataset(n_digits, n_train, n_test, data_seed, n_val)
+    x, y = torch.as_tensor(data["x_train"]), torch.as_tensor(data["y_train"])
+    evals = {
+        k: (torch.as_tensor(data[f"x_{k}"]), torch.as_tensor(data[f"y_{k}"]))
+        for k in ("val", "test")
+    }
+    n_pos = y.shape[1]
+    log = set(logged_steps(steps, log_every))
+    members = [(int(s), float(lr)) for s in seeds for lr in lrs]
+    records = []
+    for width in widths:
+        ens = MLPEnsemble(
+            x.shape[1],
+            [int(width)] * len(members),
+            2,
+            n_pos * 10,
+            [s for s, _ in members],
+            init="torch",
+        )
+        opt = StackedAdamW(ens.parameters(), [lr for _, lr in members])  # AdamW, no decay: Adam
+        gens = [torch.Generator().manual_seed(s) for s, _ in members]
+
+        def digit_logits(xs: torch.Tensor, ens: MLPEnsemble = ens) -> torch.Tensor:
+            return ens(xs).view(len(members), len(xs), n_pos, 10)  # (M, n, L, 10)
+
+        hist: dict[str, list] = {"step": [], "val_cross_entropy": [], "test_cross_entropy": []}
+        for step in range(steps + 1):
+            if step in log:
+                hist["step"].append(step)
+                with torch.no_grad():
+                    for k, (xe, ye) in evals.items():
+                        ce, _ = loss_and_error("next_token", digit_logits(xe), ye, with_error=False)
+                        hist[f"{k}_cross_entropy"].append(ce.tolist())
+            if step == steps:
+                break
+            idx = torch.stack([torch.randint(len(x), (batch_size,), generator=g) for g in gens])
+            logits = ens(take(x, idx)).view(len(members), batch_size, n_pos, 10)
+            losses, _ = loss_and_error("next_token", logits, take(y, idx), with_error=False)
+            opt.zero_grad()
+            losses.sum().backward()  # members are independent: each gets its own gradient
+            opt.step()
+        with torch.no_grad():
+            out = {k: digit_logits(xe) for k, (xe, _) in evals.items()}
+        for m, (seed, lr) in enumerate(members):
+            yv, yt = evals["val"][1], evals["test"][1]
+            probs = correct_token_probs(out["test"][m], yt)
+            correct = (out["test"][m].argmax(-1) == yt).numpy()
+            rec = {
+                "width": int(width),
+                "n_params": ens.n_params[m],
+                "seed": seed,
+                "lr": lr,
+                "steps": steps,
+                "batch_size": batch_size,
+                "history": {
+                    "step": hist["step"],
+                    "val_cross_entropy": [row[m] for row in hist["val_cross_entropy"]],
+                    "test_cross_entropy": [row[m] for row in hist["test_cross_entropy"]],
+                },
+                "val_cross_entropy": float(-np.log(correct_token_probs(out["val"][m], yv)).mean()),
+                **answer_metrics(probs, correct),
+                "position_cross_entropy": (-np.log(probs)).mean(axis=0).tolist(),
+            }
+            if keep_probs:
+                rec["probs"], rec["correct"] = probs, correct
+            records.append(rec)
+    return records
+
+
+def best_lr_runs(records: Sequence[dict], key: str = "val_cross_entropy") -> dict[int, list[dict]]:
+    """Per width, the runs (one per seed) at the learning rate whose seed-mean ``key`` is
+    lowest: the learning rate is chosen on the validation set, the test numbers reported."""
+    out = {}
+    for width in sorted({r["width"] for r in records}):
+        runs = [r for r in records if r["width"] == width]
+        by_lr = {lr: [r for r in runs if r["lr"] == lr] for lr in sorted({r["lr"] for r in runs})}
+        best = min(by_lr, key=lambda lr: np.mean([r[key] for r in by_lr[lr]]))
+        out[width] = sorted(by_lr[best], key=lambda r: r["seed"])
+    return out
 
 
 # --------------------------------------------------------------------------- grokking
@@ -352,6 +487,16 @@ def first_step_above(steps: Sequence[int], values: Sequence[float], threshold: f
         if v >= threshold:
             return int(s)
     return None
+
+
+def grokking_step_and_purity(run: dict, threshold: float = 0.9) -> tuple[int | None, float | None]:
+    """The first logged step at which a :func:`train_grokking` run's test accuracy reaches
+    ``threshold``, and the embedding's Fourier purity there (linear interpolation between
+    the purities logged every ``fourier_every`` steps); ``(None, None)`` if never."""
+    step = first_step_above(run["step"], run["test_acc"], threshold)
+    if step is None:
+        return None, None
+    return step, float(np.interp(step, run["fourier_step"], run["fourier_purity_history"]))
 
 
 def fourier_power(embedding: np.ndarray) -> np.ndarray:
@@ -515,6 +660,67 @@ def simplex_xy(beliefs: np.ndarray) -> np.ndarray:
     return np.asarray(beliefs) @ corners
 
 
+def probe_summary(
+    model: TinyTransformer,
+    hmm: HiddenMarkovModel,
+    n_seq: int = 4000,
+    n_fit: int = 2000,
+    seq_len: int = 10,
+    sample_seed: int = 1,
+) -> dict:
+    """The page's probe measurements of one trained model, as plain numbers.
+
+    Samples ``n_seq`` sequences (generator seeded with ``sample_seed``), fits
+    :func:`fit_linear_probe` from each feature set to the exact beliefs on the first
+    ``n_fit`` and returns the held-out :func:`r2_score` of each (``r2``: the (last token,
+    position) lookup, the residual stream after blocks 0, 1, 2, the logits, ``q`` and
+    ``log q``), the fraction of held-out positions whose probed belief (final block) has a
+    negative coordinate (``outside_simplex``) and the exact excess cross-entropy per
+    position (``excess``, the mean KL from the exact next-token distribution).
+    """
+    tokens, _ = hmm.sample(n_seq, seq_len, np.random.default_rng(sample_seed))
+    beliefs = hmm.belief_states(tokens)
+    p_exact = hmm.next_token_probs(beliefs)
+    with torch.no_grad():
+        logits = model(torch.as_tensor(tokens)).double()
+    q = torch.softmax(logits, dim=-1).numpy()
+    features = {
+        "lookup": token_position_onehot(tokens, hmm.n_tokens),
+        **{f"block {k}": residual_features(model, tokens, k) for k in range(model.n_layers + 1)},
+        "logits": logits.numpy(),
+        "q": q,
+        "log q": np.log(q),
+    }
+    r2, predicted = {}, None
+    for name, feats in features.items():
+        pred = apply_linear_probe(fit_linear_probe(feats[:n_fit], beliefs[:n_fit]), feats[n_fit:])
+        r2[name] = r2_score(beliefs[n_fit:], pred)
+        if name == f"block {model.n_layers}":
+            predicted = pred
+    return {
+        "r2": r2,
+        "outside_simplex": float((predicted < 0).any(axis=-1).mean()),
+        "excess": (p_exact * np.log(p_exact / q)).sum(-1).mean(0).tolist(),
+    }
+
+
+def mess3_records(config: dict) -> list[dict]:
+    """The runs of an ``"experiment": "mess3"`` config: for every seed of ``config["seeds"]``,
+    :func:`train_mess3_transformer` with ``config["training"]`` and its :func:`probe_summary`
+    with ``config["probe"]``."""
+    records = []
+    for seed in config["seeds"]:
+        model, _ = train_mess3_transformer(Mess3(), seed=seed, **config["training"])
+        records.append(
+            {
+                "seed": seed,
+                "n_params": model.n_params,
+                **probe_summary(model, Mess3(), **config["probe"]),
+            }
+        )
+    return records
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -540,11 +746,28 @@ def grokking_records(config: dict) -> list[dict]:
     return records
 
 
+def addition_records(config: dict) -> list[dict]:
+    """The runs of an ``"experiment": "addition"`` config: :func:`train_addition_ensemble`
+    with the config's ``settings`` as keyword arguments."""
+    return train_addition_ensemble(**config["settings"])
+
+
+def experiment_records(config: dict) -> list[dict]:
+    """Records of a chapter-7 config: ``config["experiment"]`` is ``"grokking"`` (the default,
+    :func:`grokking_records`), ``"addition"`` (:func:`addition_records`) or ``"mess3"``
+    (:func:`mess3_records`)."""
+    runners = {"grokking": grokking_records, "addition": addition_records, "mess3": mess3_records}
+    kind = config.get("experiment", "grokking")
+    if kind not in runners:
+        raise ValueError(f"unknown experiment {kind!r}; choose one of {sorted(runners)}")
+    return runners[kind](config)
+
+
 def main(argv=None) -> None:
     """``python -m scalinglab.emergence CONFIG.json --out records.jsonl`` (1 thread, CPU)."""
     from scalinglab.sweep_cli import records_main
 
-    records_main(grokking_records, main.__doc__, argv)
+    records_main(experiment_records, main.__doc__, argv)
 
 
 if __name__ == "__main__":
