@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from scalinglab.data.sparse_parity import MultitaskSparseParity, zipf_frequencies
-from scalinglab.engine.ensemble import MLPEnsemble, StackedAdamW
+from scalinglab.engine.ensemble import MLPEnsemble, StackedAdamW, StackedSGD
 from scalinglab.fitting import fit_loglog_line
 
 RECORDS = Path(__file__).parent / "records"
@@ -166,10 +166,23 @@ def train_quanta(
     per_task_test: int = 256,
     test_seed: int = 12345,
     data_seed: int = 0,
+    optimizer: str = "adamw",
+    momentum: float = 0.9,
 ) -> list[dict]:
     """Train one ensemble of MLPs ``n_tasks + n_bits -> width -> 2`` (one hidden ReLU
-    layer, the paper's ``depth=2``) with AdamW (no weight decay) on fresh batches: one member
-    per width and ``(seed, lr)`` pair (``lrs`` a scalar or one per seed).
+    layer, the paper's ``depth=2``) on fresh batches: one member per width and ``(seed, lr)``
+    pair (``lrs`` a scalar or one per seed).
+
+    ``optimizer="adamw"`` (the paper's, no weight decay) or ``"sgd"`` (heavy-ball momentum
+    ``momentum``). The two differ in how a subtask's examples move the weights that only it
+    uses (its control bit's row of the first layer): the SGD gradient on them is
+    proportional to the subtask's frequency :math:`p_k`, so with SGD a subtask needs a fixed
+    number of its own examples, :math:`D_k \propto 1/p_k`, the quantization model's
+    assumption. Adam divides each weight's update by the root mean square of its recent
+    gradients, which takes part of that factor away: for a weight that only subtask
+    :math:`k` uses, the step is about the learning rate whatever :math:`p_k` while the
+    subtask is in every batch (:math:`B p_k \gg 1`), and grows like
+    :math:`\sqrt{B p_k}` when it is in a fraction :math:`B p_k` of them.
 
     Returns one record per member: its settings, ``n_params``, ``step``, ``examples``
     (:math:`B \\cdot s` seen), and ``task_loss`` / ``task_acc`` of shape
@@ -185,7 +198,12 @@ def train_quanta(
     src = MultitaskSparseParity(n_tasks, n_bits, k_sparse, alpha, subset_seed)
     x_te, y_te, _ = src.stratified(per_task_test, test_seed)
     ens = MLPEnsemble(src.in_dim, [m[0] for m in members], 1, 2, seeds)
-    opt = StackedAdamW(list(ens.parameters()), [m[2] for m in members])
+    if optimizer == "adamw":
+        opt = StackedAdamW(list(ens.parameters()), [m[2] for m in members])
+    elif optimizer == "sgd":
+        opt = StackedSGD(list(ens.parameters()), [m[2] for m in members], momentum=momentum)
+    else:
+        raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
     # one stream of fresh batches for the ensemble, (M, B) examples per step: every member
     # sees its own examples (drawing them in one call keeps the step cheap)
     gen = torch.Generator().manual_seed(int(data_seed))
@@ -213,6 +231,8 @@ def train_quanta(
             "width": width,
             "seed": seed,
             "lr": lr,
+            "optimizer": optimizer,
+            **({"momentum": momentum} if optimizer == "sgd" else {}),
             "n_tasks": n_tasks,
             "n_bits": n_bits,
             "k_sparse": k_sparse,
@@ -373,7 +393,7 @@ def parameter_exponent_fit(records: list[dict], alpha: float, step: int | None =
     return {"sweep": w, "use": use, "measured": measured, "c": c, "predicted": predicted}
 
 
-def data_exponent_fit(records: list[dict], alpha: float) -> dict:
+def data_exponent_fit(records: list[dict], alpha: float, lr: float = 1e-2) -> dict:
     """Measured and predicted data exponent of the data sweep at ``alpha``, per seed.
 
     The fit runs from the first logged :math:`D` at which every seed has learned a quantum
@@ -385,7 +405,7 @@ def data_exponent_fit(records: list[dict], alpha: float) -> dict:
     summed frequency of the subtasks not yet learned, so a curve that fits the learning times
     fits the loss too. The theory is tested by :func:`late_data_exponent_fit`.
     """
-    d = data_sweep(records, alpha)
+    d = data_sweep(records, alpha, lr)
     use = (d["n_learned"].min(0) >= 1) & (d["examples"] > 0)
     D = d["examples"][use]
     measured = np.array([loglog_slope(D, loss[use]) for loss in d["loss"]])
@@ -430,7 +450,9 @@ def learning_time_exponent(probs, examples, task_loss, start: float, threshold=0
     return -loglog_slope(1.0 / np.asarray(probs)[sel], dk[sel])
 
 
-def late_data_exponent_fit(records: list[dict], alpha: float, factor: float = 3.0) -> dict:
+def late_data_exponent_fit(
+    records: list[dict], alpha: float, factor: float = 3.0, lr: float = 1e-2
+) -> dict:
     """The data exponent where the start-up transient is over, against the theory.
 
     Per seed: the measured slope of :math:`\\log L` on :math:`\\log D` over
@@ -442,7 +464,7 @@ def late_data_exponent_fit(records: list[dict], alpha: float, factor: float = 3.
     ``10`` :math:`D_1` (:func:`learning_time_exponent`), with the slope of
     :math:`D_0 + \\tau/p_k` (:func:`fit_learning_times`) over the same subtasks.
     """
-    d = data_sweep(records, alpha)
+    d = data_sweep(records, alpha, lr)
     D, p = d["examples"], d["probs"]
     out = {k: [] for k in ("measured", "theory", "gamma", "gamma_delay", "start", "decades")}
     for tl, loss, n in zip(d["task_loss"], d["loss"], d["n_learned"], strict=True):
