@@ -177,12 +177,12 @@ def train_quanta(
     ``momentum``). The two differ in how a subtask's examples move the weights that only it
     uses (its control bit's row of the first layer): the SGD gradient on them is
     proportional to the subtask's frequency :math:`p_k`, so with SGD a subtask needs a fixed
-    number of its own examples, :math:`D_k \propto 1/p_k`, the quantization model's
+    number of its own examples, :math:`D_k \\propto 1/p_k`, the quantization model's
     assumption. Adam divides each weight's update by the root mean square of its recent
     gradients, which takes part of that factor away: for a weight that only subtask
     :math:`k` uses, the step is about the learning rate whatever :math:`p_k` while the
-    subtask is in every batch (:math:`B p_k \gg 1`), and grows like
-    :math:`\sqrt{B p_k}` when it is in a fraction :math:`B p_k` of them.
+    subtask is in every batch (:math:`B p_k \\gg 1`), and grows like
+    :math:`\\sqrt{B p_k}` when it is in a fraction :math:`B p_k` of them.
 
     Returns one record per member: its settings, ``n_params``, ``step``, ``examples``
     (:math:`B \\cdot s` seen), and ``task_loss`` / ``task_acc`` of shape
@@ -304,6 +304,35 @@ def data_sweep(records: list[dict], alpha: float, lr: float = 1e-2):
         "width": recs[0]["width"],
         "probs": probs,
     }
+
+
+def best_learning_rate(records: list[dict], alpha: float, sweep: str = "data", seed: int = 0):
+    r"""The learning rate of the grid (the members of ``seed`` in ``sweep`` at ``alpha``) whose
+    final mean loss :math:`\sum_k p_k L_k` is lowest, and ``{lr: final mean loss}``."""
+    recs = [r for r in records if r["sweep"] == sweep and r["alpha"] == alpha and r["seed"] == seed]
+    if not recs:
+        raise ValueError(f"no {sweep} records at alpha={alpha}, seed={seed}")
+    final = {r["lr"]: float(mean_loss(r["task_loss"][-1], records_probs(r))) for r in recs}
+    return min(final, key=final.get), final
+
+
+def own_examples(probs, examples, task_loss, threshold: float = 0.1 * LN2):
+    """:math:`D_k p_k`, the examples of its own that subtask :math:`k` had seen when it was
+    learned (:func:`first_crossing`; ``nan`` if never). The quantization model has it
+    constant, :math:`\tau`."""
+    return first_crossing(examples, task_loss, threshold) * np.asarray(probs, dtype=np.float64)
+
+
+def step_loss(probs, examples, task_loss, threshold: float = 0.1 * LN2) -> np.ndarray:
+    """The quantization model's loss at the measured learning times: :math:`\\ln 2` times the
+    summed frequency of the subtasks not yet learned at each logged :math:`D` (a subtask
+    counts as learned from :math:`D_k`, :func:`first_crossing`, on). It differs from the
+    measured mean loss only in the shape of each subtask's curve: a step from :math:`\\ln 2`
+    to 0 at :math:`D_k` instead of the measured fall."""
+    examples = np.asarray(examples, dtype=np.float64)
+    dk = first_crossing(examples, task_loss, threshold)
+    not_yet = ~(examples[:, None] >= dk[None, :])  # nan (never learned) compares False
+    return LN2 * (not_yet * np.asarray(probs, dtype=np.float64)).sum(-1)
 
 
 def params_per_quantum(n_params, n_learned) -> float:
@@ -460,19 +489,24 @@ def late_data_exponent_fit(
     the same :math:`D`, for the finite list of quanta: :math:`n(D) \\propto D^{1/(\\alpha+1)}`
     (from :math:`p_n D = \\tau`), anchored at the number of quanta the seed has learned at the
     end, through the exact tail :func:`tail_loss` (the shape of the loss is never used);
-    and the learning-time exponent :math:`\\gamma` of the subtasks learned after
+    the slope of :func:`step_loss` over the same :math:`D` (``step``: the model's
+    step-shaped loss at the measured learning times, a diagnostic that separates the shape of
+    each subtask's fall from its timing); and the learning-time exponent :math:`\\gamma` of
+    the subtasks learned after
     ``10`` :math:`D_1` (:func:`learning_time_exponent`), with the slope of
     :math:`D_0 + \\tau/p_k` (:func:`fit_learning_times`) over the same subtasks.
     """
     d = data_sweep(records, alpha, lr)
     D, p = d["examples"], d["probs"]
-    out = {k: [] for k in ("measured", "theory", "gamma", "gamma_delay", "start", "decades")}
+    keys = ("measured", "theory", "step", "gamma", "gamma_delay", "start", "decades")
+    out = {k: [] for k in keys}
     for tl, loss, n in zip(d["task_loss"], d["loss"], d["n_learned"], strict=True):
         start = late_start(D, tl, factor)
         u = D >= start
         n_theory = n[-1] * (D[u] / D[-1]) ** (1.0 / (alpha + 1.0))
         out["measured"].append(loglog_slope(D[u], loss[u]))
         out["theory"].append(loglog_slope(D[u], tail_loss(p, n_theory)))
+        out["step"].append(loglog_slope(D[u], step_loss(p, D, tl)[u]))
         late = late_start(D, tl, 10.0)
         out["gamma"].append(learning_time_exponent(p, D, tl, late))
         d0, tau, _ = fit_learning_times(p, D, tl)
