@@ -376,6 +376,7 @@ FIGURE_PAGES = {
     "book/01-softmax-cross-entropy.html",
     "book/03-intrinsic-dimension.html",
     "book/06-double-descent.html",
+    "book/08-many-skills.html",
 }
 
 FIGURE_REPORT = """() => [...document.querySelectorAll("article img")]
