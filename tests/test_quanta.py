@@ -466,3 +466,46 @@ def test_adam_control_departs_from_theory(records, alpha):
     g = fit["gamma"]
     assert 1.0 - g.mean() > 3 * g.std(ddof=1)
     assert round(g.mean(), 2) == ADAM_GAMMA[alpha]
+
+
+# --------------------------------------------------------------------------- the 32-bit control
+# The page's feature-sharing control: the tuned SGD sweep on 32 bits, where the data law holds.
+BITS = {
+    0.5: dict(measured=0.43, theory=0.43, gamma=1.06),
+    1.0: dict(measured=0.49, theory=0.49, gamma=0.96),
+}
+
+
+@pytest.fixture(scope="module")
+def bits_records():
+    from scalinglab.quanta import load_records
+
+    return load_records("ch08_quanta_bits")
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_data_law_holds_on_32_bits_with_sgd(bits_records, alpha):
+    # the issue's criterion, met: the mean measured exponent lies within 3 s.d. of the seeds
+    # of the theory's slope for 100 quanta over the same D (the page: within 0.2 s.d.; the
+    # seeds' s.d. is about 0.02, so the tolerance is about 0.05), for both alphas
+    from scalinglab.quanta import best_learning_rate, late_data_exponent_fit
+
+    lr, final = best_learning_rate(bits_records, alpha)
+    assert lr == 0.3 and sorted(final) == [0.1, 0.3, 1.0]  # the grid brackets the choice
+    fit = late_data_exponent_fit(bits_records, alpha, lr=lr)
+    assert {r["n_bits"] for r in bits_records} == {32}
+    m, sd, th = fit["measured"].mean(), fit["measured"].std(ddof=1), fit["theory"].mean()
+    assert abs(m - th) < 3 * sd
+    assert abs(m - th) / sd < 0.25  # "within 0.2 s.d."
+    assert 0.015 < sd < 0.025  # "s.d. 0.02"
+    want = BITS[alpha]
+    assert (round(m, 2), round(th, 2), round(fit["gamma"].mean(), 2)) == (
+        want["measured"],
+        want["theory"],
+        want["gamma"],
+    )
+    # the 32-bit sweep is the control of the 16-bit one: there the same test fails
+    from scalinglab.quanta import load_records
+
+    f16 = late_data_exponent_fit(load_records("ch08_quanta_sgd"), alpha, lr=0.3)
+    assert (f16["measured"].mean() - f16["theory"].mean()) / f16["measured"].std(ddof=1) > 3
