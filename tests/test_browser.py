@@ -380,6 +380,7 @@ FIGURE_PAGES = {
     "book/05-resolution-limited-scaling.html",
     "book/06-double-descent.html",
     "book/07-emergence.html",
+    "book/08-many-skills.html",
 }
 
 FIGURE_REPORT = """() => [...document.querySelectorAll("article img")]

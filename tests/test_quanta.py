@@ -190,7 +190,7 @@ def test_sweeps_span_at_least_one_and_a_half_decades(records):
 
 @pytest.mark.parametrize("alpha", ALPHAS)
 def test_subtasks_learned_in_order_of_frequency(records, alpha):
-    from scalinglab.quanta import data_sweep, fit_learning_times
+    from scalinglab.quanta import data_sweep
 
     d = data_sweep(records, alpha)
     ranks = np.arange(1, 101)
@@ -200,21 +200,6 @@ def test_subtasks_learned_in_order_of_frequency(records, alpha):
         assert ok.sum() >= 10
         # the learned subtasks come in the order of their ranks, up to swaps of neighbours
         assert stats.spearmanr(ranks[ok], dk[ok]).statistic > 0.9
-        # D_k = D_0 + tau / p_k fits to the precision of the logging grid (ratio ~1.25
-        # between logged steps: a crossing is located to log 1.25 = 0.22 in log D)
-        d0, tau, rms = fit_learning_times(d["probs"], d["examples"], tl)
-        assert rms < 0.3
-        assert 50 < d0 / 512 < 200  # "on the order of a hundred steps"
-
-
-def test_examples_per_quantum_do_not_depend_on_alpha(records):
-    # tau is a property of one parity, not of the mixture: the same for both alphas within
-    # 3 s.d. of the seeds (the page states it)
-    from scalinglab.quanta import data_exponent_fit
-
-    lo, hi = data_exponent_fit(records, 0.5)["tau"], data_exponent_fit(records, 1.0)["tau"]
-    spread = np.sqrt(lo.var(ddof=1) + hi.var(ddof=1))
-    assert abs(lo.mean() - hi.mean()) < 3 * spread
 
 
 def test_learning_time_exponent_recovers_a_known_power_law():
@@ -230,69 +215,6 @@ def test_learning_time_exponent_recovers_a_known_power_law():
         start = late_start(D, loss, 10.0)
         assert start == pytest.approx(10 * dk[0], rel=0.03)
         assert learning_time_exponent(p, D, loss, start) == pytest.approx(gamma, rel=0.02)
-
-
-# The page's section 4 (data): mean +- s.d. over 3 seeds, from D >= 3 D_1 on.
-LATE = {0.5: dict(measured=0.68, theory=0.50, z=4), 1.0: dict(measured=0.70, theory=0.51, z=11)}
-
-
-@pytest.mark.parametrize("alpha", ALPHAS)
-def test_late_data_exponent_disagrees_with_theory(records, alpha):
-    # The issue's test, failed and stated so on the page: where the start-up transient is
-    # over, the measured exponent lies many s.d. of the seeds from the theory's slope for
-    # 100 quanta over the same D (the theory steeper than the K -> infinity law).
-    from scalinglab.quanta import late_data_exponent_fit
-
-    fit = late_data_exponent_fit(records, alpha)
-    m, sd, th = fit["measured"].mean(), fit["measured"].std(ddof=1), fit["theory"].mean()
-    assert round(m, 2) == LATE[alpha]["measured"] and round(th, 2) == LATE[alpha]["theory"]
-    assert th > data_exponent(alpha)
-    # "about 0.7 for both", "about 0.5 for both" (the page's words, to 0.05)
-    assert abs(m - 0.7) < 0.05 and abs(th - 0.5) < 0.05
-    # "off by 4 and 11 standard deviations of the seeds": agreement would need < 3
-    assert round((m - th) / sd) == LATE[alpha]["z"] and (m - th) / sd > 3
-    # about one decade of D from 3 D_1 on
-    assert 0.9 < fit["decades"].min() <= fit["decades"].max() < 1.2
-
-
-@pytest.mark.parametrize("alpha", ALPHAS)
-def test_rare_subtasks_need_fewer_of_their_own_examples(records, alpha):
-    # The mechanism behind the disagreement: among the subtasks learned after 10 D_1,
-    # D_k ~ p_k^-gamma with gamma below the model's 1 and below the slope of the fitted
-    # delay-plus-model curve D_0 + tau/p_k (about 0.95) by more than 3 s.d. of the seeds.
-    from scalinglab.quanta import late_data_exponent_fit
-
-    fit = late_data_exponent_fit(records, alpha)
-    g, gd = fit["gamma"], fit["gamma_delay"]
-    assert 1.0 - g.mean() > 3 * g.std(ddof=1)
-    assert gd.mean() - g.mean() > 3 * g.std(ddof=1)
-    assert 0.55 <= g.mean() <= 0.75  # "p_k^-0.6 to p_k^-0.7"
-    assert (g < 0.75).all()  # "every seed's gamma lies below 0.75"
-    # "8 to 16 subtasks per seed, learned within the last half-decade of D"
-    d = fit["sweep"]
-    for tl in d["task_loss"]:
-        dk = first_crossing(d["examples"], tl, 0.1 * LN2)
-        late = dk[np.isfinite(dk) & (dk >= 10 * dk[0])]
-        assert 8 <= len(late) <= 16
-        assert np.log10(d["examples"][-1] / late.min()) <= 0.5
-    assert abs(gd.mean() - 0.95) < 0.025  # "about 0.95"
-
-
-@pytest.mark.parametrize("alpha", ALPHAS)
-def test_mean_loss_is_a_power_law_in_data(records, alpha):
-    # the page: over the whole fit range (1.5 decades, from the first learned subtask on) the
-    # reducible loss (the floor is exactly 0) lies on a line in log-log, rms deviation of
-    # log L about 0.04 (between 0.02 and 0.06 in every seed)
-    from scalinglab.quanta import data_exponent_fit
-
-    fit = data_exponent_fit(records, alpha)
-    d, use = fit["sweep"], fit["use"]
-    x = np.log(d["examples"][use])
-    assert np.log10(d["examples"][use][-1] / d["examples"][use][0]) > 1.45
-    for loss in d["loss"]:
-        y = np.log(loss[use])
-        rms = np.sqrt(np.mean((y - np.polyval(np.polyfit(x, y, 1), x)) ** 2))
-        assert 0.02 < rms < 0.06
 
 
 @pytest.fixture(scope="module")
@@ -342,11 +264,14 @@ def test_parameter_exponent_is_not_converged(long_records, alpha):
 
 def test_measured_exponent_follows_alpha(records):
     # data: over the late range the theory for 100 quanta hardly moves with alpha (the page:
-    # "about 0.5 for both"), so the data sweep cannot test that the exponent follows alpha
-    from scalinglab.quanta import late_data_exponent_fit, parameter_exponent_fit
+    # 0.47 and 0.50 for the SGD sweep, 0.50 and 0.51 for the AdamW one), so the data sweep
+    # cannot test that the exponent follows alpha
+    from scalinglab.quanta import late_data_exponent_fit, load_records, parameter_exponent_fit
 
-    th = [late_data_exponent_fit(records, a)["theory"].mean() for a in ALPHAS]
-    assert abs(th[1] - th[0]) < 0.05
+    sgd = load_records("ch08_quanta_sgd")
+    for recs, lr in ((records, 1e-2), (sgd, 0.3)):
+        th = [late_data_exponent_fit(recs, a, lr=lr)["theory"].mean() for a in ALPHAS]
+        assert abs(th[1] - th[0]) < 0.05
     # parameters (not converged, see above): at the same budget the exponent is larger for
     # the larger alpha by more than the seeds scatter
     lo, hi = parameter_exponent_fit(records, 0.5), parameter_exponent_fit(records, 1.0)
@@ -400,3 +325,193 @@ def test_learning_rate_control(long_records):
     for i, w in enumerate(widths):
         best = min(seed0, key=lambda lr: seed0[lr][i])
         assert best == (0.003 if w == 4 else 0.01), (w, best)
+
+
+# --------------------------------------------------------------------------- the SGD data sweep
+# The page's test of the data law (section 4) and its optimizer control.
+
+
+@pytest.fixture(scope="module")
+def sgd_records():
+    from scalinglab.quanta import load_records
+
+    return load_records("ch08_quanta_sgd")
+
+
+def test_sgd_records_config_names_its_command(sgd_records):
+    import json
+
+    from scalinglab.quanta import RECORDS
+
+    cfg = json.loads((RECORDS / "ch08_quanta_sgd.config.json").read_text())
+    assert (
+        "python -m scalinglab.quanta src/scalinglab/records/ch08_quanta_sgd.config.json"
+        in cfg["description"]
+    )
+    assert {r["alpha"] for r in cfg["runs"]} == set(ALPHAS)
+    assert {r["optimizer"] for r in sgd_records} == {"sgd"}
+    assert {r["momentum"] for r in sgd_records} == {0.9}
+
+
+def test_sgd_learning_rate_grid(sgd_records):
+    # the page: lr chosen per alpha on seed 0 from {0.3, 1, 3} by the lowest final mean loss;
+    # 0.3 wins at both alphas, 3 does not learn (the grid brackets the choice from above)
+    from scalinglab.quanta import best_learning_rate, data_sweep
+
+    for a in ALPHAS:
+        lr, final = best_learning_rate(sgd_records, a)
+        assert sorted(final) == [0.3, 1.0, 3.0]
+        assert lr == SGD_LR
+        assert final[3.0] > 0.3  # diverged or stuck near chance (ln 2 = 0.69 at the start)
+        d = data_sweep(sgd_records, a, lr)
+        assert d["seeds"] == [0, 1, 2]
+        D = d["examples"][d["examples"] > 0]
+        assert np.log10(D.max() / D.min()) > 3.1  # "3.2 decades"
+
+
+def test_sgd_learning_times_follow_one_over_p(sgd_records):
+    # the quantization model's assumption D_k = tau / p_k, met by the tuned SGD run: one
+    # constant tau for both alphas (within 3 s.d. of the seeds), learning order = frequency
+    # order (Spearman > 0.9 in every seed), gamma within GAMMA_TOL of 1
+    from scalinglab.quanta import best_learning_rate, data_sweep, own_examples
+
+    taus = {}
+    for a in ALPHAS:
+        d = data_sweep(sgd_records, a, best_learning_rate(sgd_records, a)[0])
+        ranks = np.arange(1, 101)
+        own = np.array([own_examples(d["probs"], d["examples"], tl) for tl in d["task_loss"]])
+        for o in own:
+            ok = np.isfinite(o)
+            assert ok.sum() >= 15
+            assert stats.spearmanr(ranks[ok], o[ok] / d["probs"][ok]).statistic > 0.9
+        taus[a] = np.array([np.exp(np.nanmean(np.log(o))) for o in own])
+        assert round(taus[a].mean(), -3) == TAU[a]
+    spread = np.sqrt(taus[0.5].var(ddof=1) + taus[1.0].var(ddof=1))
+    assert abs(taus[0.5].mean() - taus[1.0].mean()) < 3 * spread
+
+
+SGD_LR = 0.3
+# tau, the examples of its own a subtask needs with SGD, per alpha (geometric mean over the
+# learned subtasks, mean of 3 seeds): the page's "16,000 to 17,000", to the nearest 1000
+TAU = {0.5: 17000.0, 1.0: 16000.0}
+# The page's section 4, tuned SGD: mean +- s.d. over 3 seeds from D >= 3 D_1 on, the theory
+# for 100 quanta over the same D, the distance in s.d. of the seeds, gamma, and the slope of
+# the step-shaped loss at the measured learning times (the diagnostic).
+SGD_LATE = {
+    0.5: dict(measured=0.55, sd=0.01, theory=0.47, z=10.4, gamma=1.05, step=0.479),
+    1.0: dict(measured=0.55, sd=0.01, theory=0.50, z=7.8, gamma=1.01, step=0.527),
+}
+# The control, AdamW (the page: 0.68 +- 0.04 and 0.70 +- 0.02 against 0.50 and 0.51).
+ADAM_LATE = {
+    0.5: dict(measured=0.68, theory=0.50, z=4),
+    1.0: dict(measured=0.70, theory=0.51, z=11),
+}
+ADAM_GAMMA = {0.5: 0.62, 1.0: 0.71}
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_sgd_data_exponent_against_theory(sgd_records, alpha):
+    # The issue's test on the tuned SGD sweep: where the start-up transient is over
+    # (D >= 3 D_1), the measured exponent against the theory's slope for 100 quanta over the
+    # same D; the page states both to 2 decimals and the distance in s.d. of the 3 seeds.
+    from scalinglab.quanta import late_data_exponent_fit
+
+    fit = late_data_exponent_fit(sgd_records, alpha, lr=SGD_LR)
+    m, sd, th = fit["measured"].mean(), fit["measured"].std(ddof=1), fit["theory"].mean()
+    want = SGD_LATE[alpha]
+    assert round(m, 2) == want["measured"] and round(th, 2) == want["theory"]
+    assert round(sd, 2) == want["sd"]
+    assert round((m - th) / sd, 1) == want["z"]
+    g = fit["gamma"]
+    assert round(g.mean(), 2) == want["gamma"]
+    # the assumption D_k ~ 1/p_k is met: gamma within 3 s.d. of the seeds of 1 (alpha = 0.5:
+    # 1.05 +- 0.02, 2.8 s.d.; alpha = 1: 1.01 +- 0.04)
+    assert abs(g.mean() - 1.0) < 3 * g.std(ddof=1)
+    # the issue's criterion, failed and stated so on the page: the mean measured exponent is
+    # more than 3 s.d. of the seeds from the theory's, on the steep side
+    assert (m - th) / sd > 3
+    # ... and the step-shaped loss at the measured learning times is what the theory's
+    # timing gives: for alpha = 0.5 within 3 s.d. of its seeds of the theory (0.9 s.d.)
+    st = np.array(fit["step"])
+    assert round(st.mean(), 3) == want["step"]
+    if alpha == 0.5:
+        assert abs(st.mean() - th) < 3 * st.std(ddof=1)
+
+
+def test_sgd_learning_rate_control(sgd_records):
+    # the page: at lr 1 (3 seeds) gamma ~ 1.2 and the exponent lies within 1.1 and 1.3 s.d.
+    # of the theory, 0.39 +- 0.02 and 0.47 +- 0.02 against 0.42 and 0.49
+    from scalinglab.quanta import late_data_exponent_fit
+
+    want = {0.5: (0.39, 0.42, 1.1), 1.0: (0.47, 0.49, 1.3)}
+    for a in ALPHAS:
+        fit = late_data_exponent_fit(sgd_records, a, lr=1.0)
+        m, sd, th = fit["measured"].mean(), fit["measured"].std(ddof=1), fit["theory"].mean()
+        assert (round(m, 2), round(th, 2), round(abs(m - th) / sd, 1)) == want[a]
+        assert round(fit["gamma"].mean(), 1) == 1.2
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_adam_control_departs_from_theory(records, alpha):
+    # The control (AdamW, the page's section 4): the measured exponent lies many s.d. of the
+    # seeds above the theory's slope for 100 quanta over the same D, and the learning-time
+    # exponent gamma lies below 1 by more than 3 s.d. -- and below the tuned SGD run's.
+    from scalinglab.quanta import late_data_exponent_fit
+
+    fit = late_data_exponent_fit(records, alpha)
+    m, sd, th = fit["measured"].mean(), fit["measured"].std(ddof=1), fit["theory"].mean()
+    assert round(m, 2) == ADAM_LATE[alpha]["measured"]
+    assert round(th, 2) == ADAM_LATE[alpha]["theory"]
+    assert round((m - th) / sd) == ADAM_LATE[alpha]["z"] and (m - th) / sd > 3
+    g = fit["gamma"]
+    assert 1.0 - g.mean() > 3 * g.std(ddof=1)
+    assert round(g.mean(), 2) == ADAM_GAMMA[alpha]
+
+
+# --------------------------------------------------------------------------- the 32-bit control
+# The page's feature-sharing control: the tuned SGD sweep on 32 bits, where the data law holds.
+BITS = {
+    0.5: dict(measured=0.43, theory=0.43, gamma=1.06),
+    1.0: dict(measured=0.49, theory=0.49, gamma=0.96),
+}
+
+
+@pytest.fixture(scope="module")
+def bits_records():
+    from scalinglab.quanta import load_records
+
+    return load_records("ch08_quanta_bits")
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_data_law_holds_on_32_bits_with_sgd(bits_records, alpha):
+    # the issue's criterion, met: the mean measured exponent lies within 3 s.d. of the seeds
+    # of the theory's slope for 100 quanta over the same D (the page: within 0.2 s.d.; the
+    # seeds' s.d. is about 0.02, so the tolerance is about 0.05), for both alphas
+    from scalinglab.quanta import best_learning_rate, late_data_exponent_fit
+
+    lr, final = best_learning_rate(bits_records, alpha)
+    assert lr == 0.3 and sorted(final) == [0.1, 0.3, 1.0]  # the grid brackets the choice
+    fit = late_data_exponent_fit(bits_records, alpha, lr=lr)
+    assert {r["n_bits"] for r in bits_records} == {32}
+    m, sd, th = fit["measured"].mean(), fit["measured"].std(ddof=1), fit["theory"].mean()
+    assert abs(m - th) < 3 * sd
+    assert abs(m - th) / sd < 0.25  # "within 0.2 s.d."
+    assert 0.015 < sd < 0.025  # "s.d. 0.02"
+    want = BITS[alpha]
+    assert (round(m, 2), round(th, 2), round(fit["gamma"].mean(), 2)) == (
+        want["measured"],
+        want["theory"],
+        want["gamma"],
+    )
+    # "neither part departs on its own": the step-shaped loss at the measured times within
+    # 1.3 s.d. of its seeds of the theory; the shape adds 0.01 to 0.03 (16 bits: 0.03 to 0.07)
+    st = np.array(fit["step"])
+    assert abs(st.mean() - th) < 1.35 * st.std(ddof=1)
+    assert 0.005 < m - st.mean() < 0.035
+    # the 32-bit sweep is the control of the 16-bit one: there the same test fails
+    from scalinglab.quanta import load_records
+
+    f16 = late_data_exponent_fit(load_records("ch08_quanta_sgd"), alpha, lr=0.3)
+    assert (f16["measured"].mean() - f16["theory"].mean()) / f16["measured"].std(ddof=1) > 3
+    assert 0.025 < f16["measured"].mean() - np.mean(f16["step"]) < 0.075

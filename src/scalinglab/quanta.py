@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from scalinglab.data.sparse_parity import MultitaskSparseParity, zipf_frequencies
-from scalinglab.engine.ensemble import MLPEnsemble, StackedAdamW
+from scalinglab.engine.ensemble import MLPEnsemble, StackedAdamW, StackedSGD
 from scalinglab.fitting import fit_loglog_line
 
 RECORDS = Path(__file__).parent / "records"
@@ -166,10 +166,23 @@ def train_quanta(
     per_task_test: int = 256,
     test_seed: int = 12345,
     data_seed: int = 0,
+    optimizer: str = "adamw",
+    momentum: float = 0.9,
 ) -> list[dict]:
     """Train one ensemble of MLPs ``n_tasks + n_bits -> width -> 2`` (one hidden ReLU
-    layer, the paper's ``depth=2``) with AdamW (no weight decay) on fresh batches: one member
-    per width and ``(seed, lr)`` pair (``lrs`` a scalar or one per seed).
+    layer, the paper's ``depth=2``) on fresh batches: one member per width and ``(seed, lr)``
+    pair (``lrs`` a scalar or one per seed).
+
+    ``optimizer="adamw"`` (the paper's, no weight decay) or ``"sgd"`` (heavy-ball momentum
+    ``momentum``). The two differ in how a subtask's examples move the weights that only it
+    uses (its control bit's row of the first layer): the SGD gradient on them is
+    proportional to the subtask's frequency :math:`p_k`, so with SGD a subtask needs a fixed
+    number of its own examples, :math:`D_k \\propto 1/p_k`, the quantization model's
+    assumption. Adam divides each weight's update by the root mean square of its recent
+    gradients, which takes part of that factor away: for a weight that only subtask
+    :math:`k` uses, the step is about the learning rate whatever :math:`p_k` while the
+    subtask is in every batch (:math:`B p_k \\gg 1`), and grows like
+    :math:`\\sqrt{B p_k}` when it is in a fraction :math:`B p_k` of them.
 
     Returns one record per member: its settings, ``n_params``, ``step``, ``examples``
     (:math:`B \\cdot s` seen), and ``task_loss`` / ``task_acc`` of shape
@@ -185,7 +198,12 @@ def train_quanta(
     src = MultitaskSparseParity(n_tasks, n_bits, k_sparse, alpha, subset_seed)
     x_te, y_te, _ = src.stratified(per_task_test, test_seed)
     ens = MLPEnsemble(src.in_dim, [m[0] for m in members], 1, 2, seeds)
-    opt = StackedAdamW(list(ens.parameters()), [m[2] for m in members])
+    if optimizer == "adamw":
+        opt = StackedAdamW(list(ens.parameters()), [m[2] for m in members])
+    elif optimizer == "sgd":
+        opt = StackedSGD(list(ens.parameters()), [m[2] for m in members], momentum=momentum)
+    else:
+        raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
     # one stream of fresh batches for the ensemble, (M, B) examples per step: every member
     # sees its own examples (drawing them in one call keeps the step cheap)
     gen = torch.Generator().manual_seed(int(data_seed))
@@ -213,6 +231,8 @@ def train_quanta(
             "width": width,
             "seed": seed,
             "lr": lr,
+            "optimizer": optimizer,
+            **({"momentum": momentum} if optimizer == "sgd" else {}),
             "n_tasks": n_tasks,
             "n_bits": n_bits,
             "k_sparse": k_sparse,
@@ -284,6 +304,35 @@ def data_sweep(records: list[dict], alpha: float, lr: float = 1e-2):
         "width": recs[0]["width"],
         "probs": probs,
     }
+
+
+def best_learning_rate(records: list[dict], alpha: float, sweep: str = "data", seed: int = 0):
+    r"""The learning rate of the grid (the members of ``seed`` in ``sweep`` at ``alpha``) whose
+    final mean loss :math:`\sum_k p_k L_k` is lowest, and ``{lr: final mean loss}``."""
+    recs = [r for r in records if r["sweep"] == sweep and r["alpha"] == alpha and r["seed"] == seed]
+    if not recs:
+        raise ValueError(f"no {sweep} records at alpha={alpha}, seed={seed}")
+    final = {r["lr"]: float(mean_loss(r["task_loss"][-1], records_probs(r))) for r in recs}
+    return min(final, key=final.get), final
+
+
+def own_examples(probs, examples, task_loss, threshold: float = 0.1 * LN2):
+    """:math:`D_k p_k`, the examples of its own that subtask :math:`k` had seen when it was
+    learned (:func:`first_crossing`; ``nan`` if never). The quantization model has it
+    constant, :math:`\tau`."""
+    return first_crossing(examples, task_loss, threshold) * np.asarray(probs, dtype=np.float64)
+
+
+def step_loss(probs, examples, task_loss, threshold: float = 0.1 * LN2) -> np.ndarray:
+    """The quantization model's loss at the measured learning times: :math:`\\ln 2` times the
+    summed frequency of the subtasks not yet learned at each logged :math:`D` (a subtask
+    counts as learned from :math:`D_k`, :func:`first_crossing`, on). It differs from the
+    measured mean loss only in the shape of each subtask's curve: a step from :math:`\\ln 2`
+    to 0 at :math:`D_k` instead of the measured fall."""
+    examples = np.asarray(examples, dtype=np.float64)
+    dk = first_crossing(examples, task_loss, threshold)
+    not_yet = ~(examples[:, None] >= dk[None, :])  # nan (never learned) compares False
+    return LN2 * (not_yet * np.asarray(probs, dtype=np.float64)).sum(-1)
 
 
 def params_per_quantum(n_params, n_learned) -> float:
@@ -373,7 +422,7 @@ def parameter_exponent_fit(records: list[dict], alpha: float, step: int | None =
     return {"sweep": w, "use": use, "measured": measured, "c": c, "predicted": predicted}
 
 
-def data_exponent_fit(records: list[dict], alpha: float) -> dict:
+def data_exponent_fit(records: list[dict], alpha: float, lr: float = 1e-2) -> dict:
     """Measured and predicted data exponent of the data sweep at ``alpha``, per seed.
 
     The fit runs from the first logged :math:`D` at which every seed has learned a quantum
@@ -385,7 +434,7 @@ def data_exponent_fit(records: list[dict], alpha: float) -> dict:
     summed frequency of the subtasks not yet learned, so a curve that fits the learning times
     fits the loss too. The theory is tested by :func:`late_data_exponent_fit`.
     """
-    d = data_sweep(records, alpha)
+    d = data_sweep(records, alpha, lr)
     use = (d["n_learned"].min(0) >= 1) & (d["examples"] > 0)
     D = d["examples"][use]
     measured = np.array([loglog_slope(D, loss[use]) for loss in d["loss"]])
@@ -430,7 +479,9 @@ def learning_time_exponent(probs, examples, task_loss, start: float, threshold=0
     return -loglog_slope(1.0 / np.asarray(probs)[sel], dk[sel])
 
 
-def late_data_exponent_fit(records: list[dict], alpha: float, factor: float = 3.0) -> dict:
+def late_data_exponent_fit(
+    records: list[dict], alpha: float, factor: float = 3.0, lr: float = 1e-2
+) -> dict:
     """The data exponent where the start-up transient is over, against the theory.
 
     Per seed: the measured slope of :math:`\\log L` on :math:`\\log D` over
@@ -438,19 +489,24 @@ def late_data_exponent_fit(records: list[dict], alpha: float, factor: float = 3.
     the same :math:`D`, for the finite list of quanta: :math:`n(D) \\propto D^{1/(\\alpha+1)}`
     (from :math:`p_n D = \\tau`), anchored at the number of quanta the seed has learned at the
     end, through the exact tail :func:`tail_loss` (the shape of the loss is never used);
-    and the learning-time exponent :math:`\\gamma` of the subtasks learned after
+    the slope of :func:`step_loss` over the same :math:`D` (``step``: the model's
+    step-shaped loss at the measured learning times, a diagnostic that separates the shape of
+    each subtask's fall from its timing); and the learning-time exponent :math:`\\gamma` of
+    the subtasks learned after
     ``10`` :math:`D_1` (:func:`learning_time_exponent`), with the slope of
     :math:`D_0 + \\tau/p_k` (:func:`fit_learning_times`) over the same subtasks.
     """
-    d = data_sweep(records, alpha)
+    d = data_sweep(records, alpha, lr)
     D, p = d["examples"], d["probs"]
-    out = {k: [] for k in ("measured", "theory", "gamma", "gamma_delay", "start", "decades")}
+    keys = ("measured", "theory", "step", "gamma", "gamma_delay", "start", "decades")
+    out = {k: [] for k in keys}
     for tl, loss, n in zip(d["task_loss"], d["loss"], d["n_learned"], strict=True):
         start = late_start(D, tl, factor)
         u = D >= start
         n_theory = n[-1] * (D[u] / D[-1]) ** (1.0 / (alpha + 1.0))
         out["measured"].append(loglog_slope(D[u], loss[u]))
         out["theory"].append(loglog_slope(D[u], tail_loss(p, n_theory)))
+        out["step"].append(loglog_slope(D[u], step_loss(p, D, tl)[u]))
         late = late_start(D, tl, 10.0)
         out["gamma"].append(learning_time_exponent(p, D, tl, late))
         d0, tau, _ = fit_learning_times(p, D, tl)
