@@ -67,3 +67,23 @@ def test_converted_chapters_cite_only_through_the_bibliography():
         prose = re.sub(r"```.*?```", "", text, flags=re.S)  # code cells may name papers
         left = [m.group(0) for m in PLAIN.finditer(prose)]
         assert not left, f"{page.name}: plain-text citations left: {left}"
+
+
+def test_the_file_parses_as_bibtex_and_no_paper_has_two_entries():
+    """The same parser the book uses (pybtex, under sphinxcontrib-bibtex) reads every entry:
+    a merge that splices two entries shows up here rather than as a failed book build. And one
+    paper is one entry: two keys with the same arXiv id or DOI would be cited inconsistently."""
+    pybtex_database = pytest.importorskip("pybtex.database")
+    database = pybtex_database.parse_file(str(ROOT / "references.bib"))
+    assert set(database.entries) == set(entries())
+    seen: dict[str, str] = {}
+    for key, entry in database.entries.items():
+        for field in ("eprint", "doi"):
+            ident = entry.fields.get(field)
+            if ident:
+                assert ident not in seen, f"{key} and {seen[ident]} are the same paper ({ident})"
+                seen[ident] = key
+    # every field of an entry is one field: a spliced entry repeats one (pybtex keeps the last)
+    for _kind, key, body in ENTRY.findall((ROOT / "references.bib").read_text(encoding="utf-8")):
+        names = [f.lower() for f in FIELD.findall(body)]
+        assert len(names) == len(set(names)), f"{key} repeats a field: {sorted(names)}"
