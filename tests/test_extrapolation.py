@@ -457,3 +457,60 @@ def test_no_run_comes_near_storing_all_facts():
         if r["final"]
     )
     assert best - pair > src.reducible_if_stored(1000)
+
+
+def test_reducible_noise_log_matches_a_simulated_test_set():
+    """The closed form against a Monte-Carlo test set: a model that knows the Bayes answer
+    distribution on a fraction of the facts and answers the rest uniformly."""
+    K, eps, n, f = 16, 0.2, 4096, 0.03
+    q = np.full(K, eps / K)
+    q[0] += 1 - eps
+    rng = np.random.default_rng(0)
+    y = rng.choice(K, size=(400, n), p=q)  # token 0 is the right answer
+    unstored = rng.random((400, n)) < f
+    d = np.where(unstored, np.log(K) + np.log(q[y]), 0.0)  # model loss minus Bayes loss
+    r = d.mean(axis=1)
+    expected_r = f * float(np.sum(q * (np.log(K) + np.log(q))))
+    assert r.mean() == pytest.approx(expected_r, rel=0.02)
+    # s.d. of log r over 400 simulated test sets vs the formula (within its 400-sample error)
+    assert np.std(np.log(r), ddof=1) == pytest.approx(
+        ex.reducible_noise_log(expected_r, n, K, eps), rel=0.1
+    )
+
+
+def test_the_64x_plan_is_what_the_frozen_recipe_gives_and_the_runs_follow_it():
+    """The pre-registration is checkable: from the shipped sweep, the frozen recipe
+    (known-floor fit, choose_run at 64 x C_max, the lr rule in N and D) gives exactly the
+    committed plan, and the three trained runs are that plan."""
+    folder, cfg, rec = _shipped()
+    import json
+
+    shipped = json.loads((folder / f"{ex.HELD_OUT64}.plan.json").read_text())
+    config = cfg(ex.SWEEP)
+    pts = ex.well_tuned(p for p in ex.tuned_points(rec(ex.SWEEP)) if p["seed"] == 0)
+    c_max = max(p["C"] for p in pts)
+    _, pair = ex.floors(config)
+    law = ex.fit_law(pts, c_max, pair)
+    run = ex.choose_run(law, 64 * c_max, *ex.mlp_dims(config), batch=128)
+    assert shipped["run"] == run and shipped["c_max"] == c_max
+    assert shipped["budget"] == pytest.approx(64 * c_max)
+    rule = ex.fit_lr_rule(pts)  # the frozen rule: D >= 2^15 (256 steps), optimum inside the grid
+    assert ex.LR_RULE_MIN_D == 2**15 and rule.n_points == 29
+    assert shipped["lr"]["lr"] == pytest.approx(float(rule(run["N"], run["D"])), rel=1e-9)
+    # the whole plan, baselines and bootstrap included, is reproduced by the shipped function
+    again = ex.plan_held_out64(rec(ex.SWEEP), config)["plan"]
+    assert again["run"] == shipped["run"] and again["seeds"] == shipped["seeds"] == [0, 1, 2]
+    for k, v in shipped["baselines"].items():
+        assert again["baselines"][k] == pytest.approx(v, rel=1e-9)
+    for k in ("L_5", "L_50", "L_95"):
+        assert again["bootstrap"][k] == pytest.approx(shipped["bootstrap"][k], rel=1e-9)
+    held_cfg = cfg(ex.HELD_OUT64)
+    assert held_cfg["grid"]["widths"] == [run["width"]]
+    assert held_cfg["grid"]["n_train"] == [run["D"]] == [held_cfg["dataset"]["n_train"]]
+    assert held_cfg["grid"]["lrs"] == [round(shipped["lr"]["lr"], 6)]
+    assert held_cfg["grid"]["seeds"] == [0, 1, 2]
+    held = [r for r in rec(ex.HELD_OUT64) if r["final"]]
+    assert sorted(r["seed"] for r in held) == [0, 1, 2]
+    for r in held:
+        assert r["examples_seen"] == run["D"] and r["flops"] == pytest.approx(run["C"])
+        assert r["n_params"] == run["N"] and r["lr"] == round(shipped["lr"]["lr"], 6)

@@ -288,6 +288,26 @@ def bootstrap_prediction(
     return out
 
 
+def reducible_noise_log(reducible: float, n_test: int, n_classes: int, noise: float) -> float:
+    r"""The standard error, in log, of a reducible loss measured on ``n_test`` sampled test
+    examples against the paired floor, for a model that knows a fraction of the facts exactly
+    (the Bayes answer distribution :math:`q`) and answers the others uniformly.
+
+    Per example, :math:`d = \ell_{\rm model} - \ell_{\rm Bayes}`: 0 on a stored fact, and
+    :math:`\log K + \log q_y` on an unstored one, with :math:`y \sim q` (:math:`q_y = 1 -
+    \epsilon + \epsilon/K` for the right token, :math:`\epsilon/K` for the others). A
+    fraction :math:`f = r / (\log K - H(q))` of the examples are unstored if the mean is the
+    reducible loss :math:`r`, so :math:`\mathrm{Var}\,d = f\,\mathbb E[(\log K + \log
+    q_y)^2] - r^2` and the standard error of :math:`\log r` is
+    :math:`\sqrt{\mathrm{Var}\,d / n}\,/\,r`."""
+    K = n_classes
+    q = np.array([1 - noise + noise / K] + [noise / K] * (K - 1))
+    gap = np.log(K) + np.log(q)
+    f = reducible / float(np.sum(q * gap))
+    var = f * float(np.sum(q * gap**2)) - reducible**2
+    return float(np.sqrt(var / n_test) / reducible)
+
+
 def scores(predictions: Mapping[str, float], measured: float, floor: float) -> dict[str, float]:
     """:math:`\\log((\\hat L - E)/(L - E))` per predictor, on the paired floor ``floor``."""
     return {k: float(log_reducible_error(v, measured, floor)) for k, v in predictions.items()}
