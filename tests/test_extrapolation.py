@@ -569,6 +569,12 @@ def test_the_pre_registered_64x_numbers_of_the_page():
     assert plan["run"]["N"] / n_size == pytest.approx(10.2, abs=0.1)
     share = law.A * plan["run"]["N"] ** -law.alpha / (plan["run"]["L_pred"] - pair)
     assert share == pytest.approx(0.35, abs=0.01)  # "a third"
+    # the cut of the lr rule moves the rate at this point "over a factor 2.4 (0.0026 to 0.0063)"
+    at = [
+        float(ex.fit_lr_rule(pts, min_D=m)(plan["run"]["N"], plan["run"]["D"])) for m in (0, 2**17)
+    ]
+    assert at[0] == pytest.approx(0.0026, abs=5e-5) and at[1] == pytest.approx(0.0063, abs=5e-5)
+    assert at[1] / at[0] == pytest.approx(2.4, abs=0.05)
     # frontier: 20 points, 5 in the last decade of compute
     front = ex.frontier_points(pts)
     c_max = max(p["C"] for p in pts)
