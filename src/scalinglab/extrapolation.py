@@ -46,6 +46,15 @@ SWEEP, CONTROLS, SEEDS, HELD_OUT = (
 )
 #: The held-out budget as a multiple of the largest fitted compute.
 BUDGET_FACTOR = 32.0
+#: The pre-registered held-out run (issue 18, review 2 A1). The recipe below (the fit with
+#: the known floor, :func:`fit_lr_rule` in N and D with its ``LR_RULE_MIN_D`` cut,
+#: :func:`choose_run`) is frozen as it was when the 32x run was trained; only the budget is
+#: new, and its plan (``ch04_zipf_heldout64.plan.json``) was committed before it was trained.
+HELD_OUT64, BUDGET_FACTOR64, SEEDS64 = "ch04_zipf_heldout64", 64.0, (0, 1, 2)
+#: B5's baseline (a power law in C with the known floor, fitted to the compute frontier) is
+#: also fitted to the frontier's points in the last decade of compute (C >= C_max / 10): the
+#: runs a lab would call its "largest pilots". Decided before the 64x run was trained.
+LAST_DECADE = 10.0
 #: The learning-rate rule is fitted to runs of at least 256 steps (batch 128): in shorter
 #: runs (warmup of 2 to 6 steps) the optimum falls with D faster than in long ones. Chosen
 #: on the rehearsal inside the fit set (:func:`rehearsal`), not on the held-out run.
@@ -251,6 +260,54 @@ def baselines(points: Iterable[Mapping], C_new: float) -> dict[str, float]:
     }
 
 
+def floored_power_law(points: Iterable[Mapping], floor: float, last_decade: bool = False):
+    r"""B5's baseline, the GPT-4 form: :math:`L = E + A C^{-a}` with the known floor
+    :math:`E`, fitted (Huber in log space) to the reducible loss of the compute frontier; with
+    ``last_decade`` only to its points with :math:`C \ge C_{\max}/10`. Returns a callable
+    of C."""
+    front = frontier_points(points)
+    if last_decade:
+        c_top = max(p["C"] for p in front)
+        front = [p for p in front if p["C"] >= c_top / LAST_DECADE * (1 - 1e-9)]
+    C, L = columns(front, "C", "L")
+    fit = fit_power_law(C, L - floor, irreducible=False)
+    return lambda c: floor + fit(c)
+
+
+def bootstrap_prediction(
+    points: Sequence[Mapping], floor: float, N: float, D: float, n_boot: int = 200, seed: int = 0
+) -> np.ndarray:
+    """The law's prediction at ``(N, D)`` refitted (known floor) on ``n_boot`` resamples, with
+    replacement, of the fitted points: the spread a different draw of the sweep would give."""
+    points = list(points)
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, len(points), len(points))
+        out[b] = fit_law([points[i] for i in idx], None, floor)(N, D)
+    return out
+
+
+def reducible_noise_log(reducible: float, n_test: int, n_classes: int, noise: float) -> float:
+    r"""The standard error, in log, of a reducible loss measured on ``n_test`` sampled test
+    examples against the paired floor, for a model that knows a fraction of the facts exactly
+    (the Bayes answer distribution :math:`q`) and answers the others uniformly.
+
+    Per example, :math:`d = \ell_{\rm model} - \ell_{\rm Bayes}`: 0 on a stored fact, and
+    :math:`\log K + \log q_y` on an unstored one, with :math:`y \sim q` (:math:`q_y = 1 -
+    \epsilon + \epsilon/K` for the right token, :math:`\epsilon/K` for the others). A
+    fraction :math:`f = r / (\log K - H(q))` of the examples are unstored if the mean is the
+    reducible loss :math:`r`, so :math:`\mathrm{Var}\,d = f\,\mathbb E[(\log K + \log
+    q_y)^2] - r^2` and the standard error of :math:`\log r` is
+    :math:`\sqrt{\mathrm{Var}\,d / n}\,/\,r`."""
+    K = n_classes
+    q = np.array([1 - noise + noise / K] + [noise / K] * (K - 1))
+    gap = np.log(K) + np.log(q)
+    f = reducible / float(np.sum(q * gap))
+    var = f * float(np.sum(q * gap**2)) - reducible**2
+    return float(np.sqrt(var / n_test) / reducible)
+
+
 def scores(predictions: Mapping[str, float], measured: float, floor: float) -> dict[str, float]:
     """:math:`\\log((\\hat L - E)/(L - E))` per predictor, on the paired floor ``floor``."""
     return {k: float(log_reducible_error(v, measured, floor)) for k, v in predictions.items()}
@@ -423,13 +480,15 @@ def floors(config: Mapping) -> tuple[float, float]:
     return data["floor"], data["paired_floor"]
 
 
-def plan_held_out(sweep_records: Iterable[Mapping], config: Mapping) -> Plan:
+def plan_held_out(
+    sweep_records: Iterable[Mapping], config: Mapping, factor: float = BUDGET_FACTOR
+) -> Plan:
     """Fit on the sweep (the known floor, paired with the test set), choose the held-out
-    run and write down the predictions."""
+    run for ``factor`` x C_max and write down the predictions."""
     pts = well_tuned(p for p in tuned_points(sweep_records) if p["seed"] == 0)
     c_max = max(p["C"] for p in pts)
     law = fit_law(pts, c_max, floor=floors(config)[1])
-    budget = BUDGET_FACTOR * c_max
+    budget = factor * c_max
     run = choose_run(law, budget, *mlp_dims(config), batch=config["training"]["batch_size"])
     rule = fit_lr_rule(pts)
     lr = {**asdict(rule), "rule": "in N and D", "lr": float(rule(run["N"], run["D"]))}
@@ -476,27 +535,78 @@ def plan_rehearsal(sweep_records: Iterable[Mapping], config: Mapping) -> dict:
     return {"plan": plan, "config": out}
 
 
-def held_out_config(plan: Plan, config: Mapping) -> dict:
-    """The sweep config of the held-out run (one model) with the plan written into it."""
+def held_out_config(
+    plan: Plan, config: Mapping, factor: float = BUDGET_FACTOR, seeds: Sequence[int] = (0,)
+) -> dict:
+    """The sweep config of the held-out run (one model per seed) with the plan written in."""
     out = json.loads(json.dumps(config))
+    seeds_txt = "" if list(seeds) == [0] else f", seeds {', '.join(map(str, seeds))}"
     out["description"] = (
         f"Chapter 4's held-out run, chosen from the fit to ch04_zipf_sweep before it was "
-        f"trained: budget {BUDGET_FACTOR:g} x C_max = {plan.budget:.3g} FLOPs, the compute-"
+        f"trained: budget {factor:g} x C_max = {plan.budget:.3g} FLOPs, the compute-"
         f"optimal width {plan.run['width']} (N = {plan.run['N']}) on D = {plan.run['D']} "
         f"examples, learning rate {plan.lr['lr']:.3g} from the tuned learning rates' trend "
-        f"in N and D. Made by: OMP_NUM_THREADS=1 python -m scalinglab.extrapolation regenerate"
+        f"in N and D{seeds_txt}. Made by: OMP_NUM_THREADS=1 python -m scalinglab.extrapolation "
+        f"regenerate"
     )
     out["dataset"]["n_train"] = plan.run["D"]
     out["grid"] = {
         "widths": [plan.run["width"]],
         "n_train": [plan.run["D"]],
         "epochs": 1,
-        "seeds": [0],
+        "seeds": list(seeds),
         "depth": config["grid"]["depth"],
         "lrs": [round(plan.lr["lr"], 6)],
     }
     out["plan"] = asdict(plan)
     return out
+
+
+def plan_held_out64(sweep_records: Sequence[Mapping], config: Mapping) -> dict:
+    """The pre-registered 64x run: :func:`plan_held_out` at ``BUDGET_FACTOR64`` with the
+    frozen recipe, plus what is scored and how, all fixed before training: B5's two floored
+    power laws in C, and the law's 5-95 % bootstrap interval (200 resamples of the fitted
+    points, floor known). Returns the config with the plan under ``"plan"``."""
+    plan = plan_held_out(sweep_records, config, BUDGET_FACTOR64)
+    out = held_out_config(plan, config, BUDGET_FACTOR64, SEEDS64)
+    pts = well_tuned(p for p in tuned_points(sweep_records) if p["seed"] == 0)
+    fitted = [p for p in pts if p["C"] <= plan.c_max * (1 + 1e-9)]
+    floor = floors(config)[1]
+    C = plan.run["C"]
+    base = out["plan"]["baselines"]
+    base["power law in C, known floor"] = float(floored_power_law(fitted, floor)(C))
+    base["power law in C, known floor, last decade"] = float(
+        floored_power_law(fitted, floor, last_decade=True)(C)
+    )
+    boot = bootstrap_prediction(fitted, floor, plan.run["N"], plan.run["D"])
+    out["plan"]["bootstrap"] = {
+        "n_boot": len(boot),
+        "seed": 0,
+        "L_5": float(np.percentile(boot, 5)),
+        "L_50": float(np.percentile(boot, 50)),
+        "L_95": float(np.percentile(boot, 95)),
+    }
+    out["plan"]["factor"] = BUDGET_FACTOR64
+    out["plan"]["seeds"] = list(SEEDS64)
+    out["plan"]["score"] = (
+        "log((L_pred - E) / (L - E)) on the paired floor E, L the test loss at the run's end; "
+        "seed 0 is the pre-registered run, seeds 1 and 2 give its spread (mean and s.d. "
+        "reported); target |log error| <= 0.15 and <= 1/3 of the best baseline's"
+    )
+    return out
+
+
+def plan_and_train64(records_dir: str | Path = RECORDS) -> None:
+    """Plan the pre-registered 64x run from the sweep's records, write the plan, then train it."""
+    from scalinglab.engine.sweep_config import load_config, load_records, run_config
+
+    records_dir = Path(records_dir)
+    sweep_cfg = load_config(RECORDS / f"{SWEEP}.config.json")
+    cfg = plan_held_out64(load_records(records_dir / f"{SWEEP}.jsonl"), sweep_cfg)
+    # the plan (fit, choice, predictions, interval, baselines) is written before training
+    (records_dir / f"{HELD_OUT64}.plan.json").write_text(json.dumps(cfg.pop("plan"), indent=2))
+    (records_dir / f"{HELD_OUT64}.config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    run_config(cfg, records_dir / f"{HELD_OUT64}.jsonl", device="cpu", progress=False, force=True)
 
 
 def regenerate(records_dir: str | Path = RECORDS) -> None:
@@ -525,7 +635,8 @@ def regenerate(records_dir: str | Path = RECORDS) -> None:
 
 def plan_and_train(records_dir: str | Path = RECORDS) -> None:
     """The second half of :func:`regenerate`: from the sweep's records, plan and train the
-    rehearsal's run, then plan and train the held-out run (each plan written first)."""
+    rehearsal's run, then the 32x held-out run, then the pre-registered 64x run (each plan
+    written first)."""
     import time
 
     import torch
@@ -553,14 +664,32 @@ def plan_and_train(records_dir: str | Path = RECORDS) -> None:
     (records_dir / f"{HELD_OUT}.config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     run_config(cfg, records_dir / f"{HELD_OUT}.jsonl", device="cpu", progress=False, force=True)
     print(f"{HELD_OUT}: done after {time.time() - t0:.0f} s", flush=True)
+    plan_and_train64(records_dir)
+    print(f"{HELD_OUT64}: done after {time.time() - t0:.0f} s", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m scalinglab.extrapolation regenerate [RECORDS_DIR]``: the one command."""
+    """``python -m scalinglab.extrapolation regenerate [RECORDS_DIR]``: the one command.
+    ``plan64 [RECORDS_DIR]`` writes only the 64x plan and config (the pre-registration);
+    ``train64 [RECORDS_DIR]`` plans and trains the 64x run from the shipped sweep."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] != "regenerate":
-        sys.exit("usage: python -m scalinglab.extrapolation regenerate [RECORDS_DIR]")
-    regenerate(argv[1] if len(argv) > 1 else RECORDS)
+    commands = ("regenerate", "plan64", "train64")
+    if not argv or argv[0] not in commands:
+        sys.exit(
+            f"usage: python -m scalinglab.extrapolation {{{'|'.join(commands)}}} [RECORDS_DIR]"
+        )
+    folder = Path(argv[1]) if len(argv) > 1 else RECORDS
+    if argv[0] == "regenerate":
+        regenerate(folder)
+    elif argv[0] == "train64":
+        plan_and_train64(folder)
+    else:
+        from scalinglab.engine.sweep_config import load_config, load_records
+
+        sweep_cfg = load_config(RECORDS / f"{SWEEP}.config.json")
+        cfg = plan_held_out64(load_records(folder / f"{SWEEP}.jsonl"), sweep_cfg)
+        (folder / f"{HELD_OUT64}.plan.json").write_text(json.dumps(cfg.pop("plan"), indent=2))
+        (folder / f"{HELD_OUT64}.config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover - the shipped records' one command
