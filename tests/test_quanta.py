@@ -44,6 +44,25 @@ def test_subsets_distinct_sorted_and_too_few_refused():
         draw_subsets(121, 16, 2, seed=0)  # only C(16, 2) = 120 exist
 
 
+def test_subset_bits_reads_only_the_first_bits():
+    # the feature-sharing control: 32 input bits, subsets drawn from the first 16 only --
+    # exactly the subsets of the 16-bit task with the same seed, the other 16 bits noise
+    wide = MultitaskSparseParity(n_tasks=100, n_bits=32, k_sparse=2, subset_seed=0, subset_bits=16)
+    narrow = MultitaskSparseParity(n_tasks=100, n_bits=16, k_sparse=2, subset_seed=0)
+    assert wide.in_dim == 132 and np.array_equal(wide.subsets, narrow.subsets)
+    assert wide.subsets.max() < 16
+    tasks = torch.arange(100).repeat(4)
+    bits = torch.randint(0, 2, (400, 32), generator=torch.Generator().manual_seed(0))
+    flipped = bits.clone()
+    flipped[:, 16:] = 1 - flipped[:, 16:]
+    _, y = wide.encode(tasks, bits)
+    _, y_flip = wide.encode(tasks, flipped)
+    _, y_narrow = narrow.encode(tasks, bits[:, :16])
+    assert torch.equal(y, y_flip) and torch.equal(y, y_narrow)
+    with pytest.raises(ValueError):
+        MultitaskSparseParity(n_tasks=10, n_bits=8, k_sparse=2, subset_bits=9)
+
+
 def test_parity_labels_and_control_bits_brute_force():
     src = MultitaskSparseParity(n_tasks=20, n_bits=8, k_sparse=3, alpha=0.5, subset_seed=1)
     x, y, t = src.sample(2000, torch.Generator().manual_seed(0))
@@ -515,3 +534,25 @@ def test_data_law_holds_on_32_bits_with_sgd(bits_records, alpha):
     f16 = late_data_exponent_fit(load_records("ch08_quanta_sgd"), alpha, lr=0.3)
     assert (f16["measured"].mean() - f16["theory"].mean()) / f16["measured"].std(ddof=1) > 3
     assert 0.025 < f16["measured"].mean() - np.mean(f16["step"]) < 0.075
+
+
+def test_t_interval_matches_the_t_table():
+    # Student's t table: t_{0.975, 2} = 4.303 (two-sided 95 %, 2 degrees of freedom)
+    from scalinglab.quanta import t_interval
+
+    v = np.array([0.41, 0.43, 0.45])
+    m, h = t_interval(v)
+    assert m == pytest.approx(0.43)
+    assert h == pytest.approx(4.303 * v.std(ddof=1) / math.sqrt(3), rel=1e-3)
+
+
+def test_envelope_of_one_learning_rate_is_that_run(bits_records):
+    # with a single learning rate the best-rate-per-D envelope is the run itself: its slope
+    # and theory must be late_data_exponent_fit's, seed for seed
+    from scalinglab.quanta import envelope_exponent_fit, late_data_exponent_fit
+
+    env = envelope_exponent_fit(bits_records, 0.5, [0.3], start_lr=0.3)
+    fit = late_data_exponent_fit(bits_records, 0.5, lr=0.3)
+    assert np.allclose(env["measured"], fit["measured"])
+    assert np.allclose(env["theory"], fit["theory"])
+    assert (env["best_lr"] == 0.3).all()
