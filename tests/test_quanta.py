@@ -373,17 +373,20 @@ def test_sgd_records_config_names_its_command(sgd_records):
 
 
 def test_sgd_learning_rate_grid(sgd_records):
-    # the page: lr chosen per alpha on seed 0 from {0.3, 1, 3} by the lowest final mean loss;
-    # 0.3 wins at both alphas, 3 does not learn (the grid brackets the choice from above)
+    # the page: lr chosen per alpha on seed 0 from {0.1, 0.3, 1, 3} by the lowest final mean
+    # loss; 0.3 wins at both alphas and is bracketed: 0.1 is worse below, 1 and 3 above (3
+    # does not learn); 0.1, 0.3 and 1 each have 3 seeds
     from scalinglab.quanta import best_learning_rate, data_sweep
 
     for a in ALPHAS:
         lr, final = best_learning_rate(sgd_records, a)
-        assert sorted(final) == [0.3, 1.0, 3.0]
+        assert sorted(final) == [0.1, 0.3, 1.0, 3.0]
         assert lr == SGD_LR
+        assert final[0.1] > final[0.3] < final[1.0]
         assert final[3.0] > 0.3  # diverged or stuck near chance (ln 2 = 0.69 at the start)
+        for g in (0.1, 0.3, 1.0):
+            assert data_sweep(sgd_records, a, g)["seeds"] == [0, 1, 2]
         d = data_sweep(sgd_records, a, lr)
-        assert d["seeds"] == [0, 1, 2]
         D = d["examples"][d["examples"] > 0]
         assert np.log10(D.max() / D.min()) > 3.1  # "3.2 decades"
 
@@ -414,11 +417,12 @@ SGD_LR = 0.3
 # learned subtasks, mean of 3 seeds): the page's "16,000 to 17,000", to the nearest 1000
 TAU = {0.5: 17000.0, 1.0: 16000.0}
 # The page's section 4, tuned SGD: mean +- s.d. over 3 seeds from D >= 3 D_1 on, the theory
-# for 100 quanta over the same D, the distance in s.d. of the seeds, gamma, and the slope of
-# the step-shaped loss at the measured learning times (the diagnostic).
+# for 100 quanta over the same D, measured - theory (per seed) with its 95 % t interval,
+# gamma, and the slope of the step-shaped loss at the measured learning times (the
+# diagnostic).
 SGD_LATE = {
-    0.5: dict(measured=0.55, sd=0.01, theory=0.47, z=10.4, gamma=1.05, step=0.479),
-    1.0: dict(measured=0.55, sd=0.01, theory=0.50, z=7.8, gamma=1.01, step=0.527),
+    0.5: dict(measured=0.55, sd=0.01, theory=0.47, diff=0.073, ci=0.006, gamma=1.05, step=0.479),
+    1.0: dict(measured=0.55, sd=0.01, theory=0.50, diff=0.054, ci=0.010, gamma=1.01, step=0.527),
 }
 # The control, AdamW (the page: 0.68 +- 0.04 and 0.70 +- 0.02 against 0.50 and 0.51).
 ADAM_LATE = {
@@ -433,22 +437,23 @@ def test_sgd_data_exponent_against_theory(sgd_records, alpha):
     # The issue's test on the tuned SGD sweep: where the start-up transient is over
     # (D >= 3 D_1), the measured exponent against the theory's slope for 100 quanta over the
     # same D; the page states both to 2 decimals and the distance in s.d. of the 3 seeds.
-    from scalinglab.quanta import late_data_exponent_fit
+    from scalinglab.quanta import late_data_exponent_fit, t_interval
 
     fit = late_data_exponent_fit(sgd_records, alpha, lr=SGD_LR)
     m, sd, th = fit["measured"].mean(), fit["measured"].std(ddof=1), fit["theory"].mean()
     want = SGD_LATE[alpha]
     assert round(m, 2) == want["measured"] and round(th, 2) == want["theory"]
     assert round(sd, 2) == want["sd"]
-    assert round((m - th) / sd, 1) == want["z"]
+    diff, ci = t_interval(fit["measured"] - fit["theory"])
+    assert (round(diff, 3), round(ci, 3)) == (want["diff"], want["ci"])
     g = fit["gamma"]
     assert round(g.mean(), 2) == want["gamma"]
     # the assumption D_k ~ 1/p_k is met: gamma within 3 s.d. of the seeds of 1 (alpha = 0.5:
     # 1.05 +- 0.02, 2.8 s.d.; alpha = 1: 1.01 +- 0.04)
     assert abs(g.mean() - 1.0) < 3 * g.std(ddof=1)
-    # the issue's criterion, failed and stated so on the page: the mean measured exponent is
-    # more than 3 s.d. of the seeds from the theory's, on the steep side
-    assert (m - th) / sd > 3
+    # judged by the seeds alone (the page's words), the law fails: the 95 % t interval of
+    # measured - theory excludes 0, on the steep side
+    assert diff - ci > 0
     # ... and the step-shaped loss at the measured learning times is what the theory's
     # timing gives: for alpha = 0.5 within 3 s.d. of its seeds of the theory (0.9 s.d.)
     st = np.array(fit["step"])
@@ -457,17 +462,79 @@ def test_sgd_data_exponent_against_theory(sgd_records, alpha):
         assert abs(st.mean() - th) < 3 * st.std(ddof=1)
 
 
-def test_sgd_learning_rate_control(sgd_records):
-    # the page: at lr 1 (3 seeds) gamma ~ 1.2 and the exponent lies within 1.1 and 1.3 s.d.
-    # of the theory, 0.39 +- 0.02 and 0.47 +- 0.02 against 0.42 and 0.49
-    from scalinglab.quanta import late_data_exponent_fit
+# The error budget of the page's section 4 (data_law_uncertainty at the tuned lr, over the
+# tuned lr and its neighbours a factor 3 either side, and the threshold band 0.05..0.5 ln 2):
+# measured - theory at each lr, the envelope's, the seeds' 95 % half-width, the two
+# systematics, the total, and the verdict |diff| < total. Values computed from the shipped
+# records, stated on the page to 2 or 3 decimals: pinned to 3 (rounding).
+BUDGET = {
+    ("ch08_quanta_sgd", 0.5): dict(
+        by_lr={0.1: 0.069, 0.3: 0.073, 1.0: -0.026},
+        env=0.020,
+        band=(0.445, 0.558),
+        stat=0.006,
+        sys_lr=0.049,
+        sys_thr=0.057,
+        total=0.075,
+        agrees=True,
+    ),
+    ("ch08_quanta_sgd", 1.0): dict(
+        by_lr={0.1: 0.050, 0.3: 0.054, 1.0: -0.024},
+        env=-0.024,
+        band=(0.486, 0.529),
+        stat=0.010,
+        sys_lr=0.039,
+        sys_thr=0.022,
+        total=0.046,
+        agrees=False,
+    ),
+    ("ch08_quanta_bits", 0.5): dict(
+        by_lr={0.1: 0.026, 0.3: -0.000, 1.0: -0.063},
+        env=-0.008,
+        band=(0.418, 0.467),
+        stat=0.028,
+        sys_lr=0.045,
+        sys_thr=0.025,
+        total=0.058,
+        agrees=True,
+    ),
+    ("ch08_quanta_bits", 1.0): dict(
+        by_lr={0.1: 0.038, 0.3: -0.003, 1.0: -0.038},
+        env=-0.019,
+        band=(0.482, 0.504),
+        stat=0.020,
+        sys_lr=0.038,
+        sys_thr=0.011,
+        total=0.044,
+        agrees=True,
+    ),
+}
 
-    want = {0.5: (0.39, 0.42, 1.1), 1.0: (0.47, 0.49, 1.3)}
-    for a in ALPHAS:
-        fit = late_data_exponent_fit(sgd_records, a, lr=1.0)
-        m, sd, th = fit["measured"].mean(), fit["measured"].std(ddof=1), fit["theory"].mean()
-        assert (round(m, 2), round(th, 2), round(abs(m - th) / sd, 1)) == want[a]
-        assert round(fit["gamma"].mean(), 1) == 1.2
+
+@pytest.mark.parametrize("name, alpha", list(BUDGET))
+def test_data_law_error_budget(name, alpha):
+    from scalinglab.quanta import best_learning_rate, data_law_uncertainty, load_records
+
+    recs = load_records(name)
+    lr, grid = best_learning_rate(recs, alpha)
+    near = [g for g in sorted(grid) if lr / 3.5 < g < lr * 3.5]
+    assert lr == 0.3 and near == [0.1, 0.3, 1.0]  # the chosen rate is bracketed
+    u = data_law_uncertainty(recs, alpha, lr, near)
+    want = BUDGET[name, alpha]
+    got = {g: v[2] for g, v in u["by_lr"].items()}
+    assert {g: round(v, 3) + 0.0 for g, v in got.items()} == want["by_lr"]
+    assert round(u["envelope_diff"], 3) == want["env"]
+    assert tuple(round(v, 3) for v in u["theory_band"].values()) == want["band"]
+    for key, k2 in (("stat", "stat"), ("sys_lr", "sys_lr"), ("sys_threshold", "sys_thr")):
+        assert round(u[key], 3) == want[k2]
+    assert round(u["total"], 3) == want["total"]
+    # the verdict the page states, and the quadrature sum it rests on (independent errors)
+    assert (abs(u["diff"]) < u["total"]) == want["agrees"]
+    assert u["total"] == pytest.approx(
+        np.sqrt(u["stat"] ** 2 + u["sys_lr"] ** 2 + u["sys_threshold"] ** 2)
+    )
+    # the systematics, not the seeds, dominate the budget
+    assert max(u["sys_lr"], u["sys_threshold"]) > u["stat"]
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
