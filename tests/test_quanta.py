@@ -455,11 +455,12 @@ def test_sgd_data_exponent_against_theory(sgd_records, alpha):
     # measured - theory excludes 0, on the steep side
     assert diff - ci > 0
     # ... and the step-shaped loss at the measured learning times is what the theory's
-    # timing gives: for alpha = 0.5 within 3 s.d. of its seeds of the theory (0.9 s.d.)
+    # timing gives: for alpha = 0.5 the theory lies inside the 95 % t interval of its 3 seeds
+    # (the seeds' spread sets the tolerance; 0.479 +- 0.015 against 0.473)
     st = np.array(fit["step"])
     assert round(st.mean(), 3) == want["step"]
     if alpha == 0.5:
-        assert abs(st.mean() - th) < 3 * st.std(ddof=1)
+        assert abs(st.mean() - th) < t_interval(st)[1]
 
 
 # The error budget of the page's section 4 (data_law_uncertainty at the tuned lr, over the
