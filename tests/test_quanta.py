@@ -734,3 +734,6 @@ def test_adam_learning_rate_check():
             d = f["measured"][0] - f["theory"][0]
             assert round(d, 3 if abs(d_w) < 0.01 else 2) == d_w
             assert round(f["gamma"][0], 2) == gamma_w
+            if (a, g) == (0.5, 0.01):  # "mostly in the shape": shape term > timing term
+                step = f["step"][0]
+                assert f["measured"][0] - step > 2 * (step - f["theory"][0]) > 0
