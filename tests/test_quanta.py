@@ -44,6 +44,25 @@ def test_subsets_distinct_sorted_and_too_few_refused():
         draw_subsets(121, 16, 2, seed=0)  # only C(16, 2) = 120 exist
 
 
+def test_subset_bits_reads_only_the_first_bits():
+    # the feature-sharing control: 32 input bits, subsets drawn from the first 16 only --
+    # exactly the subsets of the 16-bit task with the same seed, the other 16 bits noise
+    wide = MultitaskSparseParity(n_tasks=100, n_bits=32, k_sparse=2, subset_seed=0, subset_bits=16)
+    narrow = MultitaskSparseParity(n_tasks=100, n_bits=16, k_sparse=2, subset_seed=0)
+    assert wide.in_dim == 132 and np.array_equal(wide.subsets, narrow.subsets)
+    assert wide.subsets.max() < 16
+    tasks = torch.arange(100).repeat(4)
+    bits = torch.randint(0, 2, (400, 32), generator=torch.Generator().manual_seed(0))
+    flipped = bits.clone()
+    flipped[:, 16:] = 1 - flipped[:, 16:]
+    _, y = wide.encode(tasks, bits)
+    _, y_flip = wide.encode(tasks, flipped)
+    _, y_narrow = narrow.encode(tasks, bits[:, :16])
+    assert torch.equal(y, y_flip) and torch.equal(y, y_narrow)
+    with pytest.raises(ValueError):
+        MultitaskSparseParity(n_tasks=10, n_bits=8, k_sparse=2, subset_bits=9)
+
+
 def test_parity_labels_and_control_bits_brute_force():
     src = MultitaskSparseParity(n_tasks=20, n_bits=8, k_sparse=3, alpha=0.5, subset_seed=1)
     x, y, t = src.sample(2000, torch.Generator().manual_seed(0))
@@ -354,17 +373,20 @@ def test_sgd_records_config_names_its_command(sgd_records):
 
 
 def test_sgd_learning_rate_grid(sgd_records):
-    # the page: lr chosen per alpha on seed 0 from {0.3, 1, 3} by the lowest final mean loss;
-    # 0.3 wins at both alphas, 3 does not learn (the grid brackets the choice from above)
+    # the page: lr chosen per alpha on seed 0 from {0.1, 0.3, 1, 3} by the lowest final mean
+    # loss; 0.3 wins at both alphas and is bracketed: 0.1 is worse below, 1 and 3 above (3
+    # does not learn); 0.1, 0.3 and 1 each have 3 seeds
     from scalinglab.quanta import best_learning_rate, data_sweep
 
     for a in ALPHAS:
         lr, final = best_learning_rate(sgd_records, a)
-        assert sorted(final) == [0.3, 1.0, 3.0]
+        assert sorted(final) == [0.1, 0.3, 1.0, 3.0]
         assert lr == SGD_LR
+        assert final[0.1] > final[0.3] < final[1.0]
         assert final[3.0] > 0.3  # diverged or stuck near chance (ln 2 = 0.69 at the start)
+        for g in (0.1, 0.3, 1.0):
+            assert data_sweep(sgd_records, a, g)["seeds"] == [0, 1, 2]
         d = data_sweep(sgd_records, a, lr)
-        assert d["seeds"] == [0, 1, 2]
         D = d["examples"][d["examples"] > 0]
         assert np.log10(D.max() / D.min()) > 3.1  # "3.2 decades"
 
@@ -395,11 +417,12 @@ SGD_LR = 0.3
 # learned subtasks, mean of 3 seeds): the page's "16,000 to 17,000", to the nearest 1000
 TAU = {0.5: 17000.0, 1.0: 16000.0}
 # The page's section 4, tuned SGD: mean +- s.d. over 3 seeds from D >= 3 D_1 on, the theory
-# for 100 quanta over the same D, the distance in s.d. of the seeds, gamma, and the slope of
-# the step-shaped loss at the measured learning times (the diagnostic).
+# for 100 quanta over the same D, measured - theory (per seed) with its 95 % t interval,
+# gamma, and the slope of the step-shaped loss at the measured learning times (the
+# diagnostic).
 SGD_LATE = {
-    0.5: dict(measured=0.55, sd=0.01, theory=0.47, z=10.4, gamma=1.05, step=0.479),
-    1.0: dict(measured=0.55, sd=0.01, theory=0.50, z=7.8, gamma=1.01, step=0.527),
+    0.5: dict(measured=0.55, sd=0.01, theory=0.47, diff=0.073, ci=0.006, gamma=1.05, step=0.479),
+    1.0: dict(measured=0.55, sd=0.01, theory=0.50, diff=0.054, ci=0.010, gamma=1.01, step=0.527),
 }
 # The control, AdamW (the page: 0.68 +- 0.04 and 0.70 +- 0.02 against 0.50 and 0.51).
 ADAM_LATE = {
@@ -414,41 +437,125 @@ def test_sgd_data_exponent_against_theory(sgd_records, alpha):
     # The issue's test on the tuned SGD sweep: where the start-up transient is over
     # (D >= 3 D_1), the measured exponent against the theory's slope for 100 quanta over the
     # same D; the page states both to 2 decimals and the distance in s.d. of the 3 seeds.
-    from scalinglab.quanta import late_data_exponent_fit
+    from scalinglab.quanta import late_data_exponent_fit, t_interval
 
     fit = late_data_exponent_fit(sgd_records, alpha, lr=SGD_LR)
     m, sd, th = fit["measured"].mean(), fit["measured"].std(ddof=1), fit["theory"].mean()
     want = SGD_LATE[alpha]
     assert round(m, 2) == want["measured"] and round(th, 2) == want["theory"]
     assert round(sd, 2) == want["sd"]
-    assert round((m - th) / sd, 1) == want["z"]
+    diff, ci = t_interval(fit["measured"] - fit["theory"])
+    assert (round(diff, 3), round(ci, 3)) == (want["diff"], want["ci"])
     g = fit["gamma"]
     assert round(g.mean(), 2) == want["gamma"]
     # the assumption D_k ~ 1/p_k is met: gamma within 3 s.d. of the seeds of 1 (alpha = 0.5:
     # 1.05 +- 0.02, 2.8 s.d.; alpha = 1: 1.01 +- 0.04)
     assert abs(g.mean() - 1.0) < 3 * g.std(ddof=1)
-    # the issue's criterion, failed and stated so on the page: the mean measured exponent is
-    # more than 3 s.d. of the seeds from the theory's, on the steep side
-    assert (m - th) / sd > 3
+    # judged by the seeds alone (the page's words), the law fails: the 95 % t interval of
+    # measured - theory excludes 0, on the steep side
+    assert diff - ci > 0
     # ... and the step-shaped loss at the measured learning times is what the theory's
-    # timing gives: for alpha = 0.5 within 3 s.d. of its seeds of the theory (0.9 s.d.)
+    # timing gives: for alpha = 0.5 the theory lies inside the 95 % t interval of its 3 seeds
+    # (the seeds' spread sets the tolerance; 0.479 +- 0.015 against 0.473)
     st = np.array(fit["step"])
     assert round(st.mean(), 3) == want["step"]
     if alpha == 0.5:
-        assert abs(st.mean() - th) < 3 * st.std(ddof=1)
+        assert abs(st.mean() - th) < t_interval(st)[1]
 
 
-def test_sgd_learning_rate_control(sgd_records):
-    # the page: at lr 1 (3 seeds) gamma ~ 1.2 and the exponent lies within 1.1 and 1.3 s.d.
-    # of the theory, 0.39 +- 0.02 and 0.47 +- 0.02 against 0.42 and 0.49
-    from scalinglab.quanta import late_data_exponent_fit
+# The error budget of the page's section 4 (data_law_uncertainty at the tuned lr, over the
+# tuned lr and its neighbours a factor 3 either side, and the threshold band 0.05..0.5 ln 2):
+# measured - theory at each lr, the envelope's, the seeds' 95 % half-width, the two
+# systematics, the total, and the verdict |diff| < total. Values computed from the shipped
+# records, stated on the page to 2 or 3 decimals: pinned to 3 (rounding).
+BUDGET = {
+    ("ch08_quanta_sgd", 0.5): dict(
+        by_lr={0.1: 0.069, 0.3: 0.073, 1.0: -0.026},
+        env=0.020,
+        band=(0.445, 0.558),
+        stat=0.006,
+        sys_lr=0.049,
+        sys_thr=0.057,
+        total=0.075,
+        agrees=True,
+    ),
+    ("ch08_quanta_sgd", 1.0): dict(
+        by_lr={0.1: 0.050, 0.3: 0.054, 1.0: -0.024},
+        env=-0.024,
+        band=(0.486, 0.529),
+        stat=0.010,
+        sys_lr=0.039,
+        sys_thr=0.022,
+        total=0.046,
+        agrees=False,
+    ),
+    ("ch08_quanta_bits", 0.5): dict(
+        by_lr={0.1: 0.026, 0.3: -0.000, 1.0: -0.063},
+        env=-0.007,
+        band=(0.418, 0.467),
+        stat=0.028,
+        sys_lr=0.045,
+        sys_thr=0.025,
+        total=0.058,
+        agrees=True,
+    ),
+    ("ch08_quanta_shared", 0.5): dict(
+        by_lr={0.1: 0.072, 0.3: 0.032, 1.0: -0.094},
+        env=0.015,
+        band=(0.419, 0.483),
+        stat=0.062,
+        sys_lr=0.083,
+        sys_thr=0.032,
+        total=0.108,
+        agrees=True,
+    ),
+    ("ch08_quanta_shared", 1.0): dict(
+        by_lr={0.1: 0.089, 0.3: 0.037, 1.0: -0.071},
+        env=-0.017,
+        band=(0.480, 0.511),
+        stat=0.046,
+        sys_lr=0.080,
+        sys_thr=0.016,
+        total=0.094,
+        agrees=True,
+    ),
+    ("ch08_quanta_bits", 1.0): dict(
+        by_lr={0.1: 0.038, 0.3: -0.003, 1.0: -0.038},
+        env=-0.019,
+        band=(0.482, 0.504),
+        stat=0.020,
+        sys_lr=0.038,
+        sys_thr=0.011,
+        total=0.044,
+        agrees=True,
+    ),
+}
 
-    want = {0.5: (0.39, 0.42, 1.1), 1.0: (0.47, 0.49, 1.3)}
-    for a in ALPHAS:
-        fit = late_data_exponent_fit(sgd_records, a, lr=1.0)
-        m, sd, th = fit["measured"].mean(), fit["measured"].std(ddof=1), fit["theory"].mean()
-        assert (round(m, 2), round(th, 2), round(abs(m - th) / sd, 1)) == want[a]
-        assert round(fit["gamma"].mean(), 1) == 1.2
+
+@pytest.mark.parametrize("name, alpha", list(BUDGET))
+def test_data_law_error_budget(name, alpha):
+    from scalinglab.quanta import best_learning_rate, data_law_uncertainty, load_records
+
+    recs = load_records(name)
+    lr, grid = best_learning_rate(recs, alpha)
+    near = [g for g in sorted(grid) if lr / 3.5 < g < lr * 3.5]
+    assert lr == 0.3 and near == [0.1, 0.3, 1.0]  # the chosen rate is bracketed
+    u = data_law_uncertainty(recs, alpha, lr, near)
+    want = BUDGET[name, alpha]
+    got = {g: v[2] for g, v in u["by_lr"].items()}
+    assert {g: round(v, 3) + 0.0 for g, v in got.items()} == want["by_lr"]
+    assert round(u["envelope_diff"], 3) == want["env"]
+    assert tuple(round(v, 3) for v in u["theory_band"].values()) == want["band"]
+    for key, k2 in (("stat", "stat"), ("sys_lr", "sys_lr"), ("sys_threshold", "sys_thr")):
+        assert round(u[key], 3) == want[k2]
+    assert round(u["total"], 3) == want["total"]
+    # the verdict the page states, and the quadrature sum it rests on (independent errors)
+    assert (abs(u["diff"]) < u["total"]) == want["agrees"]
+    assert u["total"] == pytest.approx(
+        np.sqrt(u["stat"] ** 2 + u["sys_lr"] ** 2 + u["sys_threshold"] ** 2)
+    )
+    # the systematics, not the seeds, dominate the budget
+    assert max(u["sys_lr"], u["sys_threshold"]) > u["stat"]
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
@@ -468,12 +575,109 @@ def test_adam_control_departs_from_theory(records, alpha):
     assert round(g.mean(), 2) == ADAM_GAMMA[alpha]
 
 
-# --------------------------------------------------------------------------- the 32-bit control
-# The page's feature-sharing control: the tuned SGD sweep on 32 bits, where the data law holds.
-BITS = {
-    0.5: dict(measured=0.43, theory=0.43, gamma=1.06),
-    1.0: dict(measured=0.49, theory=0.49, gamma=0.96),
+# --------------------------------------------------------------------------- the bit controls
+# The page's feature-sharing controls, each at its tuned lr (3 seeds): measured exponent
+# (mean, s.d.), theory, measured - theory with its 95 % t interval, gamma, and the shape term
+# (measured slope minus the step-shaped loss's), stated on the page to 2 or 3 decimals.
+CONTROLS = {
+    ("ch08_quanta_bits", 0.5): dict(
+        m=0.43, sd=0.02, th=0.43, diff=0.000, ci=0.028, gamma=1.06, shape=0.027
+    ),
+    ("ch08_quanta_bits", 1.0): dict(
+        m=0.49, sd=0.02, th=0.49, diff=-0.003, ci=0.020, gamma=0.96, shape=0.011
+    ),
+    ("ch08_quanta_shared", 0.5): dict(
+        m=0.46, sd=0.03, th=0.43, diff=0.032, ci=0.062, gamma=1.10, shape=0.045
+    ),
+    ("ch08_quanta_shared", 1.0): dict(
+        m=0.53, sd=0.02, th=0.49, diff=0.037, ci=0.046, gamma=1.05, shape=0.021
+    ),
+    ("ch08_quanta_sgd", 0.5): dict(
+        m=0.55, sd=0.01, th=0.47, diff=0.073, ci=0.006, gamma=1.05, shape=0.068
+    ),
+    ("ch08_quanta_sgd", 1.0): dict(
+        m=0.55, sd=0.01, th=0.50, diff=0.054, ci=0.010, gamma=1.01, shape=0.027
+    ),
 }
+
+
+@pytest.mark.parametrize("name, alpha", list(CONTROLS))
+def test_bit_controls(name, alpha):
+    from scalinglab.quanta import (
+        best_learning_rate,
+        late_data_exponent_fit,
+        load_records,
+        t_interval,
+    )
+
+    recs = load_records(name)
+    lr, final = best_learning_rate(recs, alpha)
+    assert lr == 0.3 and final[0.1] > final[0.3] < final[1.0]  # bracketed
+    f = late_data_exponent_fit(recs, alpha, lr=lr)
+    m, st = f["measured"], np.array(f["step"])
+    diff, ci = t_interval(m - f["theory"])
+    got = dict(
+        m=round(m.mean(), 2),
+        sd=round(m.std(ddof=1), 2),
+        th=round(f["theory"].mean(), 2),
+        diff=round(diff, 3) + 0.0,
+        ci=round(ci, 3),
+        gamma=round(f["gamma"].mean(), 2),
+        shape=round(m.mean() - st.mean(), 3),
+    )
+    assert got == CONTROLS[name, alpha]
+
+
+def test_shared_control_is_the_16_bit_task_in_32_bits():
+    import json
+
+    from scalinglab.quanta import RECORDS, load_records
+
+    cfg = json.loads((RECORDS / "ch08_quanta_shared.config.json").read_text())
+    assert (
+        "python -m scalinglab.quanta src/scalinglab/records/ch08_quanta_shared.config.json"
+        in cfg["description"]
+    )
+    recs = load_records("ch08_quanta_shared")
+    assert {(r["n_bits"], r["subset_bits"], r["subset_seed"]) for r in recs} == {(32, 16, 0)}
+    sixteen = {r["subset_seed"] for r in load_records("ch08_quanta_sgd")}
+    assert sixteen == {0}  # same subset seed, hence the same subsets (test_subset_bits_...)
+
+
+def test_shared_control_does_not_isolate_sharing():
+    # the page: the shared-bit control lands between 16 and 32 bits and is within the
+    # seeds' 95 % interval of both (two-sample: the two t half-widths in quadrature), so it
+    # does not isolate feature sharing; its shape term lies between theirs for both alphas
+    from scalinglab.quanta import late_data_exponent_fit, load_records, t_interval
+
+    fits = {
+        n: {a: late_data_exponent_fit(load_records(n), a, lr=0.3) for a in ALPHAS}
+        for n in ("ch08_quanta_sgd", "ch08_quanta_bits", "ch08_quanta_shared")
+    }
+    for a in ALPHAS:
+        d = {n: t_interval(f[a]["measured"] - f[a]["theory"]) for n, f in fits.items()}
+        sh = d["ch08_quanta_shared"]
+        for other in ("ch08_quanta_sgd", "ch08_quanta_bits"):
+            assert abs(sh[0] - d[other][0]) < np.hypot(sh[1], d[other][1])
+        assert d["ch08_quanta_bits"][0] < sh[0] < d["ch08_quanta_sgd"][0]
+        shape = {n: f[a]["measured"].mean() - np.mean(f[a]["step"]) for n, f in fits.items()}
+        assert shape["ch08_quanta_bits"] < shape["ch08_quanta_shared"] < shape["ch08_quanta_sgd"]
+
+
+def test_exponent_following_alpha_is_not_resolved():
+    # the page: at the tuned lr the alpha = 1 minus alpha = 0.5 exponent is +0.062 +- 0.066
+    # on 32 bits (theory +0.064) and +0.008 +- 0.025 on 16 bits (theory +0.027): within the
+    # seeds' 95 % interval (the two half-widths in quadrature) of 0, i.e. not resolved
+    from scalinglab.quanta import late_data_exponent_fit, load_records, t_interval
+
+    want = {"ch08_quanta_bits": (0.062, 0.066, 0.064), "ch08_quanta_sgd": (0.008, 0.025, 0.027)}
+    for name, (dm_w, err_w, th_w) in want.items():
+        f = {a: late_data_exponent_fit(load_records(name), a, lr=0.3) for a in ALPHAS}
+        dm = f[1.0]["measured"].mean() - f[0.5]["measured"].mean()
+        err = np.hypot(*(t_interval(f[a]["measured"])[1] for a in ALPHAS))
+        dth = f[1.0]["theory"].mean() - f[0.5]["theory"].mean()
+        assert (round(dm, 3), round(err, 3), round(dth, 3)) == (dm_w, err_w, th_w)
+        assert abs(dm) < err
 
 
 @pytest.fixture(scope="module")
@@ -483,35 +687,53 @@ def bits_records():
     return load_records("ch08_quanta_bits")
 
 
-@pytest.mark.parametrize("alpha", ALPHAS)
-def test_data_law_holds_on_32_bits_with_sgd(bits_records, alpha):
-    # the issue's criterion, met: the mean measured exponent lies within 3 s.d. of the seeds
-    # of the theory's slope for 100 quanta over the same D (the page: within 0.2 s.d.; the
-    # seeds' s.d. is about 0.02, so the tolerance is about 0.05), for both alphas
-    from scalinglab.quanta import best_learning_rate, late_data_exponent_fit
+def test_t_interval_matches_the_t_table():
+    # Student's t table: t_{0.975, 2} = 4.303 (two-sided 95 %, 2 degrees of freedom)
+    from scalinglab.quanta import t_interval
 
-    lr, final = best_learning_rate(bits_records, alpha)
-    assert lr == 0.3 and sorted(final) == [0.1, 0.3, 1.0]  # the grid brackets the choice
-    fit = late_data_exponent_fit(bits_records, alpha, lr=lr)
-    assert {r["n_bits"] for r in bits_records} == {32}
-    m, sd, th = fit["measured"].mean(), fit["measured"].std(ddof=1), fit["theory"].mean()
-    assert abs(m - th) < 3 * sd
-    assert abs(m - th) / sd < 0.25  # "within 0.2 s.d."
-    assert 0.015 < sd < 0.025  # "s.d. 0.02"
-    want = BITS[alpha]
-    assert (round(m, 2), round(th, 2), round(fit["gamma"].mean(), 2)) == (
-        want["measured"],
-        want["theory"],
-        want["gamma"],
-    )
-    # "neither part departs on its own": the step-shaped loss at the measured times within
-    # 1.3 s.d. of its seeds of the theory; the shape adds 0.01 to 0.03 (16 bits: 0.03 to 0.07)
-    st = np.array(fit["step"])
-    assert abs(st.mean() - th) < 1.35 * st.std(ddof=1)
-    assert 0.005 < m - st.mean() < 0.035
-    # the 32-bit sweep is the control of the 16-bit one: there the same test fails
-    from scalinglab.quanta import load_records
+    v = np.array([0.41, 0.43, 0.45])
+    m, h = t_interval(v)
+    assert m == pytest.approx(0.43)
+    assert h == pytest.approx(4.303 * v.std(ddof=1) / math.sqrt(3), rel=1e-3)
 
-    f16 = late_data_exponent_fit(load_records("ch08_quanta_sgd"), alpha, lr=0.3)
-    assert (f16["measured"].mean() - f16["theory"].mean()) / f16["measured"].std(ddof=1) > 3
-    assert 0.025 < f16["measured"].mean() - np.mean(f16["step"]) < 0.075
+
+def test_envelope_of_one_learning_rate_is_that_run(bits_records):
+    # with a single learning rate the best-rate-per-D envelope is the run itself: its slope
+    # and theory must be late_data_exponent_fit's, seed for seed
+    from scalinglab.quanta import envelope_exponent_fit, late_data_exponent_fit
+
+    env = envelope_exponent_fit(bits_records, 0.5, [0.3], start_lr=0.3)
+    fit = late_data_exponent_fit(bits_records, 0.5, lr=0.3)
+    assert np.allclose(env["measured"], fit["measured"])
+    assert np.allclose(env["theory"], fit["theory"])
+    assert (env["best_lr"] == 0.3).all()
+
+
+def test_adam_learning_rate_check():
+    # the page: AdamW over 16000 steps, seed 0; best final loss at 1e-2 (bracketed); measured
+    # - theory +0.17 / +0.15 there, +0.20 / +0.21 at 3e-3, -0.03 / +0.005 at 3e-2; gamma 0.95
+    # at the best rate for alpha 0.5 and 1.31 at 3e-2 for alpha 1 (one seed: pinned values,
+    # no seed spread to set a tolerance from; rounding only)
+    import json
+
+    from scalinglab.quanta import RECORDS, best_learning_rate, late_data_exponent_fit, load_records
+
+    cfg = json.loads((RECORDS / "ch08_quanta_adam.config.json").read_text())
+    assert "src/scalinglab/records/ch08_quanta_adam.config.json" in cfg["description"]
+    adam = load_records("ch08_quanta_adam")
+    assert {r["optimizer"] for r in adam} == {"adamw"} and {r["step"][-1] for r in adam} == {16000}
+    want = {
+        0.5: {0.003: (0.20, 0.65), 0.01: (0.17, 0.95), 0.03: (-0.03, 0.91)},
+        1.0: {0.003: (0.21, 0.67), 0.01: (0.15, 0.73), 0.03: (0.005, 1.31)},
+    }
+    for a in ALPHAS:
+        lr, final = best_learning_rate(adam, a)
+        assert lr == 0.01 and final[0.003] > final[0.01] < final[0.03]
+        for g, (d_w, gamma_w) in want[a].items():
+            f = late_data_exponent_fit(adam, a, lr=g)
+            d = f["measured"][0] - f["theory"][0]
+            assert round(d, 3 if abs(d_w) < 0.01 else 2) == d_w
+            assert round(f["gamma"][0], 2) == gamma_w
+            if (a, g) == (0.5, 0.01):  # "mostly in the shape": shape term > timing term
+                step = f["step"][0]
+                assert f["measured"][0] - step > 2 * (step - f["theory"][0]) > 0

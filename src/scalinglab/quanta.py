@@ -168,6 +168,7 @@ def train_quanta(
     data_seed: int = 0,
     optimizer: str = "adamw",
     momentum: float = 0.9,
+    subset_bits: int | None = None,
 ) -> list[dict]:
     """Train one ensemble of MLPs ``n_tasks + n_bits -> width -> 2`` (one hidden ReLU
     layer, the paper's ``depth=2``) on fresh batches: one member per width and ``(seed, lr)``
@@ -187,7 +188,9 @@ def train_quanta(
     Returns one record per member: its settings, ``n_params``, ``step``, ``examples``
     (:math:`B \\cdot s` seen), and ``task_loss`` / ``task_acc`` of shape
     ``(n_logged, n_tasks)``, on a stratified test set of ``per_task_test`` fresh examples per
-    subtask (the same set for every member).
+    subtask (the same set for every member). ``subset_bits`` draws the subtasks' bits from
+    the first ``subset_bits`` of the ``n_bits`` only (see
+    :class:`~scalinglab.data.sparse_parity.MultitaskSparseParity`); recorded when set.
     """
     widths = [int(widths)] if np.ndim(widths) == 0 else [int(w) for w in widths]
     lrs = [float(lrs)] * len(seeds) if np.ndim(lrs) == 0 else [float(v) for v in lrs]
@@ -195,7 +198,7 @@ def train_quanta(
         raise ValueError("lrs must be a scalar or one learning rate per seed")
     members = [(w, int(s), lr) for w in widths for s, lr in zip(seeds, lrs, strict=True)]
     seeds = [m[1] for m in members]
-    src = MultitaskSparseParity(n_tasks, n_bits, k_sparse, alpha, subset_seed)
+    src = MultitaskSparseParity(n_tasks, n_bits, k_sparse, alpha, subset_seed, subset_bits)
     x_te, y_te, _ = src.stratified(per_task_test, test_seed)
     ens = MLPEnsemble(src.in_dim, [m[0] for m in members], 1, 2, seeds)
     if optimizer == "adamw":
@@ -237,6 +240,7 @@ def train_quanta(
             "n_bits": n_bits,
             "k_sparse": k_sparse,
             "subset_seed": subset_seed,
+            **({"subset_bits": int(subset_bits)} if subset_bits is not None else {}),
             "batch_size": batch_size,
             "n_params": int(ens.n_params[m]),
             "step": log,
@@ -480,7 +484,11 @@ def learning_time_exponent(probs, examples, task_loss, start: float, threshold=0
 
 
 def late_data_exponent_fit(
-    records: list[dict], alpha: float, factor: float = 3.0, lr: float = 1e-2
+    records: list[dict],
+    alpha: float,
+    factor: float = 3.0,
+    lr: float = 1e-2,
+    anchor_threshold: float = 0.1 * LN2,
 ) -> dict:
     """The data exponent where the start-up transient is over, against the theory.
 
@@ -495,15 +503,21 @@ def late_data_exponent_fit(
     the subtasks learned after
     ``10`` :math:`D_1` (:func:`learning_time_exponent`), with the slope of
     :math:`D_0 + \\tau/p_k` (:func:`fit_learning_times`) over the same subtasks.
+
+    ``anchor_threshold`` is the loss below which a subtask counts as learned when the theory
+    is anchored (the number of quanta learned at the end); the learning times and the fit
+    range keep the default threshold, so varying it moves the theory alone (its systematic
+    error, :func:`data_law_uncertainty`).
     """
     d = data_sweep(records, alpha, lr)
     D, p = d["examples"], d["probs"]
     keys = ("measured", "theory", "step", "gamma", "gamma_delay", "start", "decades")
     out = {k: [] for k in keys}
-    for tl, loss, n in zip(d["task_loss"], d["loss"], d["n_learned"], strict=True):
+    for tl, loss in zip(d["task_loss"], d["loss"], strict=True):
         start = late_start(D, tl, factor)
         u = D >= start
-        n_theory = n[-1] * (D[u] / D[-1]) ** (1.0 / (alpha + 1.0))
+        n_end = learned(tl[-1], anchor_threshold).sum()
+        n_theory = n_end * (D[u] / D[-1]) ** (1.0 / (alpha + 1.0))
         out["measured"].append(loglog_slope(D[u], loss[u]))
         out["theory"].append(loglog_slope(D[u], tail_loss(p, n_theory)))
         out["step"].append(loglog_slope(D[u], step_loss(p, D, tl)[u]))
@@ -516,6 +530,118 @@ def late_data_exponent_fit(
         out["start"].append(start)
         out["decades"].append(float(np.log10(D[-1] / D[u][0])))
     return {"sweep": d, **{k: np.array(v) for k, v in out.items()}}
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Mean of ``values`` (one per seed) and the half-width of its Student-t confidence
+    interval, :math:`t_{(1+\\text{level})/2,\\,n-1}\\, s / \\sqrt{n}` (for 3 seeds at 95 %,
+    :math:`t = 4.30`: 2.48 standard deviations of the seeds)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    n = len(v)
+    t = stats.t.ppf(0.5 + level / 2.0, n - 1)
+    return float(v.mean()), float(t * v.std(ddof=1) / math.sqrt(n))
+
+
+def envelope_exponent_fit(
+    records: list[dict],
+    alpha: float,
+    lrs: Sequence[float],
+    start_lr: float,
+    factor: float = 3.0,
+    anchor_threshold: float = 0.1 * LN2,
+) -> dict:
+    """The data exponent of the best-learning-rate-per-:math:`D` envelope.
+
+    For each seed run at every learning rate of ``lrs`` (same width, batch and steps), the
+    envelope is the lowest mean loss over the learning rates at each logged :math:`D`: the
+    loss of a run whose learning rate is tuned for that budget alone (with a constant rate;
+    a schedule could do better). Measured: its slope over :math:`D \\ge` ``factor``
+    :math:`D_1` of the ``start_lr`` run of the seed; theory: as in
+    :func:`late_data_exponent_fit`, anchored at the quanta learned at the end by the run
+    that is best there. Returns ``measured``, ``theory`` (per seed), ``best_lr``
+    ``(seeds, logs)``, ``seeds``, ``examples`` and ``use`` (the fit range, per seed).
+    """
+    sweeps = {lr: data_sweep(records, alpha, lr) for lr in lrs}
+    seeds = sorted(set.intersection(*(set(d["seeds"]) for d in sweeps.values())))
+    D = sweeps[lrs[0]]["examples"]
+    p = sweeps[lrs[0]]["probs"]
+    out = {"measured": [], "theory": [], "best_lr": [], "use": []}
+    for s in seeds:
+        loss = np.stack([d["loss"][d["seeds"].index(s)] for d in sweeps.values()])
+        tls = [d["task_loss"][d["seeds"].index(s)] for d in sweeps.values()]
+        best = loss.argmin(0)
+        env = loss.min(0)
+        st = sweeps[start_lr]
+        u = D >= late_start(D, st["task_loss"][st["seeds"].index(s)], factor)
+        n_end = learned(tls[best[-1]][-1], anchor_threshold).sum()
+        n_theory = n_end * (D[u] / D[-1]) ** (1.0 / (alpha + 1.0))
+        out["measured"].append(loglog_slope(D[u], env[u]))
+        out["theory"].append(loglog_slope(D[u], tail_loss(p, n_theory)))
+        out["best_lr"].append(np.asarray(list(sweeps))[best])
+        out["use"].append(u)
+    return {"seeds": seeds, "examples": D, **{k: np.array(v) for k, v in out.items()}}
+
+
+def data_law_uncertainty(
+    records: list[dict],
+    alpha: float,
+    lr: float,
+    lr_grid: Sequence[float],
+    thresholds: Sequence[float] = (0.05 * LN2, 0.5 * LN2),
+    level: float = 0.95,
+) -> dict:
+    """The measured minus the theory's data exponent at ``lr``, with its error budget.
+
+    - ``diff``, ``stat``: the mean over seeds of measured minus theory (each seed against
+      the theory anchored on its own run) and the half-width of its t interval
+      (:func:`t_interval`; the seeds' scatter).
+    - ``sys_lr``: half the range of that mean difference over the learning rates of
+      ``lr_grid`` (the chosen rate and its neighbours) and the best-rate-per-:math:`D`
+      envelope (:func:`envelope_exponent_fit`): how much the answer moves with a choice the
+      theory does not make.
+    - ``sys_threshold``: half the range of the theory's slope when "learned" is anchored at
+      each loss of ``thresholds`` instead of :math:`0.1 \\ln 2`.
+    - ``total``: the three added in quadrature (independent sources of error).
+
+    Also ``by_lr`` ``{lr: (measured mean, theory mean, diff mean, n seeds)}``, the
+    ``envelope`` fit and ``theory_band`` ``{threshold: theory mean}``.
+    """
+    fit = late_data_exponent_fit(records, alpha, lr=lr)
+    diff, stat = t_interval(fit["measured"] - fit["theory"], level)
+    by_lr = {}
+    for g in lr_grid:
+        f = fit if g == lr else late_data_exponent_fit(records, alpha, lr=g)
+        by_lr[g] = (
+            float(f["measured"].mean()),
+            float(f["theory"].mean()),
+            float((f["measured"] - f["theory"]).mean()),
+            len(f["measured"]),
+        )
+    env = envelope_exponent_fit(records, alpha, lr_grid, start_lr=lr)
+    env_diff = float((env["measured"] - env["theory"]).mean())
+    diffs = [v[2] for v in by_lr.values()] + [env_diff]
+    sys_lr = (max(diffs) - min(diffs)) / 2.0
+    band = {
+        float(t): float(
+            late_data_exponent_fit(records, alpha, lr=lr, anchor_threshold=t)["theory"].mean()
+        )
+        for t in thresholds
+    }
+    sys_thr = (max(band.values()) - min(band.values())) / 2.0
+    return {
+        "fit": fit,
+        "diff": diff,
+        "stat": stat,
+        "sys_lr": float(sys_lr),
+        "sys_threshold": float(sys_thr),
+        "total": float(math.sqrt(stat**2 + sys_lr**2 + sys_thr**2)),
+        "by_lr": by_lr,
+        "envelope": env,
+        "envelope_diff": env_diff,
+        "theory_band": band,
+    }
 
 
 # --------------------------------------------------------------------------- records

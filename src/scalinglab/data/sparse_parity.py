@@ -52,7 +52,11 @@ def zipf_frequencies(n_tasks: int, alpha: float) -> np.ndarray:
 
 
 def draw_subsets(n_tasks: int, n_bits: int, k_sparse: int, seed: int) -> np.ndarray:
-    """``n_tasks`` distinct sorted ``k_sparse``-subsets of ``range(n_bits)``, ``(n_tasks, k)``."""
+    """``n_tasks`` distinct sorted ``k_sparse``-subsets of ``range(n_bits)``, ``(n_tasks, k)``.
+
+    To read subsets from only the first ``m`` of more input bits (the feature-sharing control
+    of chapter 8), call it with ``n_bits=m``: :class:`MultitaskSparseParity` does that when
+    given ``subset_bits=m``, so the subsets are exactly those of an ``m``-bit task."""
     if math.comb(n_bits, k_sparse) < n_tasks:
         raise ValueError(
             f"only {math.comb(n_bits, k_sparse)} distinct {k_sparse}-subsets of {n_bits} bits, "
@@ -73,7 +77,9 @@ class MultitaskSparseParity:
     """The data source: ``n_tasks`` sparse parities of ``k_sparse`` of ``n_bits`` bits.
 
     ``subset_seed`` fixes which bits each subtask reads (the *task*); samples are drawn
-    from a separate :class:`torch.Generator` passed to :meth:`sample`.
+    from a separate :class:`torch.Generator` passed to :meth:`sample`. ``subset_bits=m``
+    draws the subsets from the first ``m`` bits only (the same subsets as an ``m``-bit task
+    with the same ``subset_seed``), the rest of the input being noise.
     """
 
     def __init__(
@@ -83,11 +89,17 @@ class MultitaskSparseParity:
         k_sparse: int = 2,
         alpha: float = 0.5,
         subset_seed: int = 0,
+        subset_bits: int | None = None,
     ) -> None:
         self.n_tasks, self.n_bits, self.k_sparse = int(n_tasks), int(n_bits), int(k_sparse)
         self.alpha = float(alpha)
         self.probs = zipf_frequencies(self.n_tasks, self.alpha)
-        self.subsets = draw_subsets(self.n_tasks, self.n_bits, self.k_sparse, subset_seed)
+        # subsets read from the first ``subset_bits`` bits only (default: all of them); the
+        # other bits are uniform noise that no label depends on
+        self.subset_bits = self.n_bits if subset_bits is None else int(subset_bits)
+        if not 1 <= self.subset_bits <= self.n_bits:
+            raise ValueError(f"subset_bits must be in 1..n_bits={self.n_bits}, got {subset_bits}")
+        self.subsets = draw_subsets(self.n_tasks, self.subset_bits, self.k_sparse, subset_seed)
         self._probs_t = torch.as_tensor(self.probs)
         self._subsets_t = torch.as_tensor(self.subsets)
 
