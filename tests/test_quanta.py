@@ -515,3 +515,70 @@ def test_data_law_holds_on_32_bits_with_sgd(bits_records, alpha):
     f16 = late_data_exponent_fit(load_records("ch08_quanta_sgd"), alpha, lr=0.3)
     assert (f16["measured"].mean() - f16["theory"].mean()) / f16["measured"].std(ddof=1) > 3
     assert 0.025 < f16["measured"].mean() - np.mean(f16["step"]) < 0.075
+
+
+# --------------------------------------------------------------------------- the converged width sweep
+# The page's test of the parameter law (section 4): SGD on 32 bits, every width trained until it
+# stops learning.
+
+
+@pytest.fixture(scope="module")
+def width_records():
+    from scalinglab.quanta import load_records
+
+    return load_records("ch08_quanta_width")
+
+
+def test_width_records_config_names_its_command(width_records):
+    import json
+
+    from scalinglab.quanta import RECORDS
+
+    cfg = json.loads((RECORDS / "ch08_quanta_width.config.json").read_text())
+    assert (
+        "python -m scalinglab.quanta src/scalinglab/records/ch08_quanta_width.config.json "
+        "--out src/scalinglab/records/ch08_quanta_width.jsonl" in cfg["description"]
+    )
+    assert {(r["alpha"], r["optimizer"], r["n_bits"]) for r in width_records} == {
+        (a, "sgd", 32) for a in ALPHAS
+    }
+    # every (alpha, width, seed) once: 2 alphas x 5 widths x 3 seeds
+    assert len({(r["alpha"], r["width"], r["seed"]) for r in width_records}) == len(width_records)
+    assert len(width_records) == 30
+
+
+def test_width_convergence_and_fit_against_numpy():
+    # the helpers against a direct computation on made-up records: three seeds, four widths,
+    # quanta learned about N / 100 (seed s learns s more at the widest), loss the exact tail
+    from scalinglab.quanta import parameter_exponent_fit, width_convergence
+
+    probs = zipf_frequencies(100, 1.0)
+    recs = []
+    for seed in range(3):
+        for width, n0 in ((10, 2), (20, 4), (40, 9), (80, 17)):
+            n = n0 + seed * (width == 80)
+            rows = []
+            for k_learned in (n - 1, n):  # one quantum more at the last step
+                row = np.full(100, LN2)
+                row[:k_learned] = 0.0
+                rows.append(row.tolist())
+            if width == 80 and seed == 2:
+                rows[0] = rows[1]  # this one had already stopped
+            recs.append(
+                dict(sweep="width", alpha=1.0, width=width, seed=seed, lr=0.3, n_tasks=100,
+                     n_params=100 * n0, step=[10, 20], task_loss=rows, task_acc=rows)
+            )  # fmt: skip
+    conv = width_convergence(recs, 1.0, 0.3)
+    assert conv["steps"] == (10, 20)
+    assert conv["same_n"].sum() == 1 and conv["same_n"][2, 3]
+    f = parameter_exponent_fit(recs, 1.0, lr=0.3)
+    N = np.array([100 * n for n in (2, 4, 9, 17)], dtype=float)
+    for s in range(3):
+        n = np.array([2, 4, 9, 17 + s])
+        assert f["n_exponent"][s] == pytest.approx(np.polyfit(np.log(N), np.log(n), 1)[0])
+        loss = [tail_loss(probs, k) for k in n]
+        assert f["measured"][s] == pytest.approx(-np.polyfit(np.log(N), np.log(loss), 1)[0])
+        assert f["step"][s] == pytest.approx(f["measured"][s])  # the loss *is* the step loss
+    c = np.exp(np.mean(np.log(N[None, :] / np.array([[2, 4, 9, 17 + s] for s in range(3)]))))
+    assert f["c"] == pytest.approx(c)
+    assert f["predicted"] == pytest.approx(-np.polyfit(np.log(N), np.log(tail_loss(probs, N / c)), 1)[0])
