@@ -409,21 +409,65 @@ def abrupt_skill(task_acc, low: float = 0.6, high: float = 0.95) -> int | None:
     return None
 
 
-def parameter_exponent_fit(records: list[dict], alpha: float, step: int | None = None) -> dict:
+def parameter_exponent_fit(
+    records: list[dict],
+    alpha: float,
+    step: int | None = None,
+    lr: float = 1e-2,
+    widths: Sequence[int] | None = None,
+) -> dict:
     r"""Measured and predicted parameter exponent of the width sweep at ``alpha``.
 
-    The fit uses the widths at which every seed learned at least one quantum. ``measured``
-    holds one least-squares slope of :math:`\log L` on :math:`\log N` per seed; the
-    prediction fits one constant, the parameters per quantum :math:`c`
+    The fit uses the widths at which every seed learned at least one quantum (and, if
+    ``widths`` is given, only those). Per seed: ``measured``, the least-squares slope of
+    :math:`\log L` on :math:`-\log N`; ``n_exponent``, the slope of :math:`\log n` (quanta
+    learned) on :math:`\log N`, which the theory's assumption, one quantum per fixed number
+    of parameters, puts at 1; ``step``, the slope of the model's step-shaped loss
+    :math:`\ln 2 \sum_{k > n} p_k` at the measured :math:`n` (a diagnostic: it uses the
+    measured counts, so it tests only that the loss is set by the quanta learned).
+    ``predicted`` fits one constant, the parameters per quantum :math:`c`
     (:func:`params_per_quantum`), and is the slope of the exact tail :math:`L(N/c)` over the
-    same :math:`N`.
+    same :math:`N`: the theory's :math:`n \propto N`, corrected for the finite list of
+    quanta; the measured counts enter only through the one number :math:`c`.
     """
-    w = width_sweep(records, alpha, step=step)
+    w = width_sweep(records, alpha, lr=lr, step=step)
     use = w["n_learned"].min(0) >= 1
-    measured = np.array([loglog_slope(w["n_params"][use], loss[use]) for loss in w["loss"]])
-    c = params_per_quantum(w["n_params"][use], w["n_learned"][:, use])
-    predicted = theory_slope(w["probs"], w["n_params"][use] / c)
-    return {"sweep": w, "use": use, "measured": measured, "c": c, "predicted": predicted}
+    if widths is not None:
+        use &= np.isin(w["widths"], list(widths))
+    N = w["n_params"][use]
+    measured = np.array([loglog_slope(N, loss[use]) for loss in w["loss"]])
+    n_exponent = np.array([-loglog_slope(N, n[use]) for n in w["n_learned"]])
+    step_slope = np.array([loglog_slope(N, tail_loss(w["probs"], n[use])) for n in w["n_learned"]])
+    c = params_per_quantum(N, w["n_learned"][:, use])
+    predicted = theory_slope(w["probs"], N / c)
+    return {
+        "sweep": w,
+        "use": use,
+        "measured": measured,
+        "n_exponent": n_exponent,
+        "step": step_slope,
+        "c": c,
+        "predicted": predicted,
+    }
+
+
+def width_convergence(records: list[dict], alpha: float, lr: float, rel_tol: float = 0.05):
+    """Whether each width of a sweep has stopped learning: between the last two logged steps,
+    per ``(seed, width)``, the number of quanta learned is unchanged and the mean loss moved by
+    less than ``rel_tol`` of itself. Returns ``dict(steps, widths, same_n, rel_change,
+    converged)`` (arrays ``(seeds, widths)``)."""
+    steps = next(r["step"] for r in records if r["sweep"] == "width" and r["alpha"] == alpha)
+    last = width_sweep(records, alpha, lr=lr)
+    prev = width_sweep(records, alpha, lr=lr, step=steps[-2])
+    same_n = last["n_learned"] == prev["n_learned"]
+    rel = np.abs(last["loss"] - prev["loss"]) / last["loss"]
+    return {
+        "steps": (steps[-2], steps[-1]),
+        "widths": last["widths"],
+        "same_n": same_n,
+        "rel_change": rel,
+        "converged": same_n & (rel < rel_tol),
+    }
 
 
 def data_exponent_fit(records: list[dict], alpha: float, lr: float = 1e-2) -> dict:
