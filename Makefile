@@ -1,5 +1,5 @@
 # Quick start:  make book   (build the whole book, executing every chapter)
-#               make test   (run all tests; 15-20 min on 2 cores)
+#               make test   (run all tests; 15-30 min on 2 cores)
 # Both create the virtual environment .venv on first use, with the exact versions of
 # requirements.lock (the environment the tests last passed in); `make lock` refreshes it.
 # Also: make test-fast (the unit tests: under 2 min on 2 shared cores at load 4, 80 s of
