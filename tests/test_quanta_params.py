@@ -1,0 +1,150 @@
+"""Chapter 8, the parameter law: the tuned, budget-checked width sweep (AdamW with a cosine
+schedule) -- its machinery against independent references (a plain torch training loop,
+numpy on made-up records, one process against a pool) and the page's numbers against the
+shipped records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from scalinglab.data.sparse_parity import MultitaskSparseParity, zipf_frequencies
+from scalinglab.quanta import (
+    LN2,
+    budget_convergence,
+    learned_in_order,
+    parameter_exponent_fit,
+    quanta_records,
+    tail_loss,
+    train_quanta,
+    tuned_width_sweep,
+)
+
+# --------------------------------------------------------------------------- machinery
+
+
+def test_cosine_schedule_matches_a_plain_torch_loop():
+    # one member, AdamW without weight decay and torch's LambdaLR with the engine's cosine,
+    # on the same batches: the recorded per-subtask test losses agree
+    from scalinglab.engine.training import lr_factor
+    from scalinglab.models.mlp import MLP
+
+    kw = dict(n_tasks=6, n_bits=8, k_sparse=2, batch_size=64, per_task_test=32)
+    steps, lr, seed, data_seed = 40, 3e-2, 3, 7
+    (rec,) = train_quanta(
+        1.0, [12], [seed], lrs=lr, steps=steps, data_seed=data_seed, optimizer="adamw",
+        schedule="cosine", final_ratio=0.1, **kw,
+    )  # fmt: skip
+    assert rec["schedule"] == "cosine" and rec["final_ratio"] == 0.1
+    src = MultitaskSparseParity(6, 8, 2, 1.0, 0)
+    x_te, y_te, _ = src.stratified(32, 12345)
+    net = MLP(src.in_dim, 12, 1, 2, seed=seed)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, steps, "cosine", 0, 0.1)
+    )
+    gen = torch.Generator().manual_seed(data_seed)
+    for _ in range(steps):
+        xb, yb, _ = src.sample((1, 64), gen)
+        opt.zero_grad()
+        F.cross_entropy(net(xb[0]), yb[0]).backward()
+        opt.step()
+        sched.step()
+    with torch.no_grad():
+        ce = F.cross_entropy(net(x_te), y_te, reduction="none").view(6, 32).mean(1)
+    assert np.allclose(rec["task_loss"][-1], ce.numpy(), atol=2e-4)
+    # and the schedule matters: a constant rate ends elsewhere
+    (const,) = train_quanta(
+        1.0, [12], [seed], lrs=lr, steps=steps, data_seed=data_seed, optimizer="adamw", **kw
+    )
+    assert not np.allclose(const["task_loss"][-1], rec["task_loss"][-1], atol=1e-3)
+    with pytest.raises(ValueError):
+        train_quanta(1.0, [4], [0], steps=5, schedule="linear", **kw)
+
+
+def test_a_pool_of_processes_gives_the_records_of_one():
+    from scalinglab.sweep_cli import run_parts
+
+    config = {
+        "defaults": dict(n_tasks=5, n_bits=8, steps=20, batch_size=32, per_task_test=16,
+                         seeds=[0, 1], lrs=1e-2, log_at=[10]),
+        "runs": [dict(sweep="width", alpha=0.5, widths=[6], data_seed=1),
+                 dict(sweep="width", alpha=1.0, widths=[9], data_seed=2),
+                 dict(sweep="data", alpha=1.0, widths=[4], data_seed=3, schedule="cosine")],
+    }  # fmt: skip
+    one = run_parts(quanta_records, config, jobs=1)
+    pool = run_parts(quanta_records, config, jobs=2)
+    strip = [{k: v for k, v in r.items() if k != "ensemble_seconds"} for r in one]
+    assert strip == [{k: v for k, v in r.items() if k != "ensemble_seconds"} for r in pool]
+    assert [(r["alpha"], r["width"]) for r in pool] == [(0.5, 6), (0.5, 6), (1.0, 9), (1.0, 9),
+                                                         (1.0, 4), (1.0, 4)]  # fmt: skip
+
+
+def _made_up(sweep: str, n_by_lr: dict, loss_scale: dict | None = None) -> list[dict]:
+    """Records with quanta learned ``n_by_lr[lr][seed][width index]`` (exactly the top n,
+    the rest at chance) for widths 10, 20, 40, 80 and N = 100 * width."""
+    recs = []
+    for lr, table in n_by_lr.items():
+        for seed, row in enumerate(table):
+            for width, n in zip((10, 20, 40, 80), row, strict=True):
+                task = np.full(100, LN2)
+                task[:n] = 0.0
+                task *= (loss_scale or {}).get(lr, 1.0)
+                recs.append(
+                    dict(sweep=sweep, alpha=1.0, width=width, seed=seed, lr=lr, n_tasks=100,
+                         n_params=100 * width, step=[0, 50], task_loss=[[LN2] * 100, task.tolist()],
+                         task_acc=[[0.5] * 100, (task == 0).astype(float).tolist()])
+                )  # fmt: skip
+    return recs
+
+
+def test_tuned_width_sweep_picks_each_widths_best_rate():
+    # rate 0.1 is better at the two narrow widths, rate 0.01 at the two wide ones
+    a = [[2, 4, 9, 20]] * 3
+    b = [[1, 3, 10, 21]] * 3
+    recs = _made_up("width", {0.1: a, 0.01: b})
+    w = tuned_width_sweep(recs, 1.0)
+    assert w["lr"].tolist() == [0.1, 0.1, 0.01, 0.01]
+    assert w["n_learned"].tolist() == [[2, 4, 10, 21]] * 3
+    assert w["at_edge"].all()  # a grid of two rates brackets nothing
+    probs = zipf_frequencies(100, 1.0)
+    assert np.allclose(w["loss"][0], [tail_loss(probs, n) for n in (2, 4, 10, 21)])
+    assert np.allclose(w["grid_loss"][1], [tail_loss(probs, n) for n in (2, 4, 9, 20)])
+    # the fit of the tuned sweep is the fit of those counts
+    f = parameter_exponent_fit(recs, 1.0, lr=None)
+    N = 100.0 * np.array([10, 20, 40, 80])
+    want = -np.polyfit(np.log(N), np.log([tail_loss(probs, n) for n in (2, 4, 10, 21)]), 1)[0]
+    assert f["measured"] == pytest.approx([want] * 3)
+    with pytest.raises(ValueError):
+        parameter_exponent_fit(recs, 1.0, step=0, lr=None)
+
+
+def test_budget_convergence_against_numpy():
+    full = [[2, 4, 9, 20], [2, 4, 9, 19], [2, 5, 9, 20]]
+    half = [[2, 4, 9, 17], [2, 4, 8, 19], [2, 5, 9, 20]]
+    recs = _made_up("width", {0.01: full}) + _made_up("width_half", {0.01: half})
+    for r in recs:
+        if r["sweep"] == "width_half":
+            r["step"] = [0, 25]
+    c = budget_convergence(recs, 1.0)
+    assert c["steps"] == (25, 50)
+    assert c["same_n"].tolist() == [[True] * 3 + [False], [True, True, False, True], [True] * 4]
+    probs = zipf_frequencies(100, 1.0)
+    lf = np.array([[tail_loss(probs, n) for n in row] for row in full])
+    lh = np.array([[tail_loss(probs, n) for n in row] for row in half])
+    assert np.allclose(c["rel_change"], (lh - lf) / lf)
+    N = 100.0 * np.array([10, 20, 40, 80])
+    slope = [-np.polyfit(np.log(N), np.log(a), 1)[0] - -np.polyfit(np.log(N), np.log(b), 1)[0]
+             for a, b in zip(lf, lh, strict=True)]  # fmt: skip
+    assert np.allclose(c["exponent_change"], slope)
+    assert c["exponent_change"][2] == 0.0
+
+
+def test_learned_in_order():
+    loss = np.full((3, 10), LN2)
+    loss[0, :4] = 0.0  # the top 4
+    loss[1, [0, 1, 2, 5]] = 0.0  # 3 of its 4 in the top 4
+    assert learned_in_order(loss)[:2].tolist() == [1.0, 0.75]
+    assert np.isnan(learned_in_order(loss)[2])
