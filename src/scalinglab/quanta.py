@@ -565,10 +565,18 @@ def late_data_exponent_fit(
     error, :func:`data_law_uncertainty`). ``anchor_threshold=None`` anchors without a
     threshold: at the (fractional) :math:`n` whose step-model loss equals the seed's final
     measured loss (:func:`loss_matched_n`). ``n_end`` is the anchor, per seed.
+
+    ``theory`` is the slope of the *smooth* tail: :func:`tail_loss` at the real
+    :math:`n(D)`, which interpolates between whole quanta. ``staircase`` is the step model
+    taken literally, :func:`tail_loss` at :math:`\\lfloor n(D) \\rfloor` over the same
+    :math:`D`: with few quanta learned at the start of the fit (about 2 at
+    :math:`3 D_1`) it is steeper than the smooth tail by a few hundredths. On losses made
+    of exact steps at :math:`D_k = \\tau/p_k` the measured slope is the staircase's.
     """
     d = data_sweep(records, alpha, lr)
     D, p = d["examples"], d["probs"]
-    keys = ("measured", "theory", "step", "gamma", "gamma_delay", "start", "decades", "n_end")
+    keys = ("measured", "theory", "staircase", "step", "gamma", "gamma_delay", "start")
+    keys += ("decades", "n_end")
     out = {k: [] for k in keys}
     for tl, loss in zip(d["task_loss"], d["loss"], strict=True):
         start = late_start(D, tl, factor)
@@ -581,6 +589,8 @@ def late_data_exponent_fit(
         out["n_end"].append(n_end)
         out["measured"].append(loglog_slope(D[u], loss[u]))
         out["theory"].append(loglog_slope(D[u], tail_loss(p, n_theory)))
+        # the step model taken literally: whole quanta only, a staircase
+        out["staircase"].append(loglog_slope(D[u], tail_loss(p, np.floor(n_theory))))
         out["step"].append(loglog_slope(D[u], step_loss(p, D, tl)[u]))
         late = late_start(D, tl, 10.0)
         out["gamma"].append(learning_time_exponent(p, D, tl, late))
@@ -712,7 +722,9 @@ def data_law_uncertainty(
     - ``sys_threshold``: half the range of the theory's slope over the anchors of
       ``theory_band``: "learned" at each loss of ``thresholds``, and without a threshold,
       the step model's loss matched to each seed's final measured loss (key
-      ``"final loss"``). The band is not symmetric about the :math:`0.1 \\ln 2` anchor;
+      ``"final loss"``), and the model's whole-quanta staircase at the default anchor
+      instead of the smooth tail (key ``"staircase"``): the ways of turning the step model
+      into a slope for a finite list of quanta that the theory leaves open. The band is not symmetric about the :math:`0.1 \\ln 2` anchor;
       ``band_offsets`` gives its two ends relative to it.
     - ``total``: the half-width of the central ``level`` interval of the three errors
       together (:func:`combined_half_width`: t-distributed seeds, each systematic uniform
@@ -748,6 +760,7 @@ def data_law_uncertainty(
     band["final loss"] = float(
         late_data_exponent_fit(records, alpha, lr=lr, anchor_threshold=None)["theory"].mean()
     )
+    band["staircase"] = float(fit["staircase"].mean())
     centre = float(fit["theory"].mean())
     sys_thr = (max(band.values()) - min(band.values())) / 2.0
     return {
