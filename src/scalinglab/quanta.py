@@ -667,7 +667,9 @@ def combined_half_width(
     error :math:`s_e\\, t_\\nu` (the mean of :math:`\\nu + 1` seeds, Student t with
     :math:`\\nu` = ``dof`` degrees of freedom and standard error ``se``) plus, for each
     systematic, an error uniform on :math:`[-h, h]` with :math:`h` its half-range (the
-    "rectangular" reading of a range with nothing known inside it; JCGM 100:2008, 4.3.7).
+    "rectangular" reading of a range with nothing known inside it, standard uncertainty
+    :math:`h/\\sqrt{3}`, of the GUM, JCGM 100:2008), propagated by Monte Carlo as in its
+    Supplement 1 (JCGM 101:2008).
 
     The ``level`` quantile of the absolute sum, by Monte Carlo with a fixed seed (``draws``
     samples: the quantile's sampling error is below 0.5 %). Closed forms it reproduces:
