@@ -667,12 +667,33 @@ def test_32_bits_within_the_band():
     # the theory"); on 16 bits within it for alpha 0.5 and above it for alpha 1
     from scalinglab.quanta import data_law_uncertainty, load_records
 
+    want = {  # the page's numbers: measured, band (2 decimals)
+        ("ch08_quanta_bits", 0.5): (0.43, 0.42, 0.47),
+        ("ch08_quanta_bits", 1.0): (0.49, 0.48, 0.54),
+        ("ch08_quanta_sgd", 0.5): (0.55, 0.45, 0.56),
+        ("ch08_quanta_sgd", 1.0): (0.55, 0.49, 0.53),
+    }
     for name, inside in (("ch08_quanta_bits", (True, True)), ("ch08_quanta_sgd", (True, False))):
         for a, ok in zip(ALPHAS, inside, strict=True):
             u = data_law_uncertainty(load_records(name), a, 0.3, [0.3])
             m = u["fit"]["measured"].mean()
             band = u["theory_band"].values()
             assert (min(band) <= m <= max(band)) == ok
+            assert (round(m, 2), round(min(band), 2), round(max(band), 2)) == want[name, a]
+
+
+def test_sixteen_bit_verdict_hangs_on_the_lr_term():
+    # S-3 of review 3, the page: with only the tuned alternatives (the chosen rate and the
+    # best-rate-per-D envelope) in the learning-rate term, the 95 % total shrinks and the
+    # 16-bit alpha = 0.5 case falls outside it too (alpha = 1 stays outside)
+    from scalinglab.quanta import combined_half_width, data_law_uncertainty, load_records
+
+    for a in ALPHAS:
+        u = data_law_uncertainty(load_records("ch08_quanta_sgd"), a, 0.3, [0.1, 0.3, 1.0])
+        tuned = (u["by_lr"][0.3][2], u["envelope_diff"])
+        half = (max(tuned) - min(tuned)) / 2
+        total = combined_half_width(u["se"], u["dof"], (half, u["sys_threshold"]))
+        assert abs(u["diff"]) > total
 
 
 def _step_records(alpha, tau=17000.0, jitter=0.05, seeds=(0, 1, 2), n_tasks=100, n_logs=100):
