@@ -525,23 +525,23 @@ BUDGET = {
         margin=1.10,
     ),
     ("ch08_quanta_bits", 0.5): dict(
-        by_lr={0.1: 0.026, 0.3: -0.000, 1.0: -0.063},
-        env=-0.007,
+        by_lr={0.1: 0.029, 0.3: -0.000, 1.0: -0.079},
+        env=-0.001,
         band=(0.418, 0.467, 0.462, 0.461),
         stat=0.028,
-        sys_lr=0.045,
+        sys_lr=0.054,
         sys_thr=0.025,
-        total=0.061,
+        total=0.068,
         margin=0.00,
     ),
     ("ch08_quanta_bits", 1.0): dict(
-        by_lr={0.1: 0.038, 0.3: -0.003, 1.0: -0.038},
+        by_lr={0.1: 0.026, 0.3: -0.003, 1.0: -0.058},
         env=-0.019,
         band=(0.482, 0.504, 0.501, 0.535),
         stat=0.020,
-        sys_lr=0.038,
+        sys_lr=0.042,
         sys_thr=0.027,
-        total=0.054,
+        total=0.057,
         margin=0.05,
     ),
     ("ch08_quanta_shared", 0.5): dict(
@@ -587,6 +587,11 @@ def test_data_law_error_budget(name, alpha):
     assert round(u["envelope_diff"], 3) == want["env"]
     assert tuple(round(v, 3) for v in u["theory_band"].values()) == want["band"]
     assert list(u["theory_band"])[2:] == ["final loss", "staircase"]
+    # every rate of the grid and the envelope have 3 seeds on 16 and 32 bits (the 32-bit
+    # neighbours' seeds 1 and 2 were added after review 3); 1 on the shared-bit control
+    n_seeds = 1 if name == "ch08_quanta_shared" else 3
+    assert [v[3] for g, v in u["by_lr"].items() if g != lr] == [n_seeds, n_seeds]
+    assert len(u["envelope"]["seeds"]) == n_seeds
     for key, k2 in (("stat", "stat"), ("sys_lr", "sys_lr"), ("sys_threshold", "sys_thr")):
         assert round(u[key], 3) == want[k2]
     assert round(u["total"], 3) == want["total"]
