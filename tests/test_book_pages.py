@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import sys
 from pathlib import Path
@@ -42,6 +43,19 @@ def test_page_executes_and_plots(page, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert images, f"{page.name} draws no figure"
+    # as wide as the content column at most (scalinglab.figures: the style's crop margin),
+    # or the page shrinks the image and its smallest text with it; read from the PNG header
+    from scalinglab.figures import COLUMN_WIDTH_IN, DPI
+
+    widths = [_png_width(o["data"]["image/png"]) for o in images]
+    assert max(widths) <= round(COLUMN_WIDTH_IN * DPI), f"{page.name}: images {widths} px wide"
+
+
+def _png_width(data: str) -> int:
+    """The width in pixels of a base64-encoded PNG (its IHDR chunk, bytes 16-20)."""
+    png = base64.b64decode(data)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(png[16:20], "big")
 
 
 def test_every_toc_entry_exists_and_every_chapter_is_listed():

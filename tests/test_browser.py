@@ -423,8 +423,8 @@ def test_figures_have_captions_alt_text_and_legible_fonts_on_a_phone(browser, se
         assert not re.match(r"\s*Fig\.\s*[\d.]+\s*Fig(ure|\.)?\s*\d", fig["caption"]), (
             f"{page}: {name}'s caption carries two numbers: {fig['caption'][:60]!r}"
         )
-        # column-sized at the style's dpi (a little slack for tight bounding boxes)
-        assert fig["natural"] <= 1.1 * COLUMN_WIDTH_IN * DPI, (
+        # column-sized at the style's dpi, crop margin included (scalinglab.figures.PAD_IN)
+        assert fig["natural"] <= round(COLUMN_WIDTH_IN * DPI), (
             f"{page}: {name} is {fig['natural']} px wide, wider than the column"
         )
         # the style's smallest font, at the scale the phone shows the image: the page must

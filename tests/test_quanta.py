@@ -421,8 +421,28 @@ TAU = {0.5: 17000.0, 1.0: 16000.0}
 # gamma, and the slope of the step-shaped loss at the measured learning times (the
 # diagnostic).
 SGD_LATE = {
-    0.5: dict(measured=0.55, sd=0.01, theory=0.47, diff=0.073, ci=0.006, gamma=1.05, step=0.479),
-    1.0: dict(measured=0.55, sd=0.01, theory=0.50, diff=0.054, ci=0.010, gamma=1.01, step=0.527),
+    0.5: dict(
+        measured=0.55,
+        sd=0.01,
+        theory=0.47,
+        diff=0.073,
+        ci=0.006,
+        gamma=1.05,
+        gamma_ci=(1.01, 1.10),
+        z=10,
+        step=0.479,
+    ),
+    1.0: dict(
+        measured=0.55,
+        sd=0.01,
+        theory=0.50,
+        diff=0.054,
+        ci=0.010,
+        gamma=1.01,
+        gamma_ci=(0.92, 1.09),
+        z=8,
+        step=0.527,
+    ),
 }
 # The control, AdamW (the page: 0.68 +- 0.04 and 0.70 +- 0.02 against 0.50 and 0.51).
 ADAM_LATE = {
@@ -448,9 +468,22 @@ def test_sgd_data_exponent_against_theory(sgd_records, alpha):
     assert (round(diff, 3), round(ci, 3)) == (want["diff"], want["ci"])
     g = fit["gamma"]
     assert round(g.mean(), 2) == want["gamma"]
-    # the assumption D_k ~ 1/p_k is met: gamma within 3 s.d. of the seeds of 1 (alpha = 0.5:
-    # 1.05 +- 0.02, 2.8 s.d.; alpha = 1: 1.01 +- 0.04)
-    assert abs(g.mean() - 1.0) < 3 * g.std(ddof=1)
+    # gamma with the page's own statistic, the 95 % t interval of the mean of 3 seeds:
+    # alpha = 0.5, 1.05 (1.01-1.10), which excludes 1 (5 % above it); alpha = 1, 1.01
+    # (0.92-1.09), which includes it
+    gm, gh = t_interval(g)
+    assert (round(gm - gh, 2), round(gm + gh, 2)) == want["gamma_ci"]
+    assert (gm - gh > 1.0) == (alpha == 0.5)
+    # "close to 1, far from AdamW": the whole interval lies within half of the untuned
+    # AdamW control's smallest departure from 1 (1 - 0.71 = 0.29, so 0.14) -- the tolerance
+    # is set by the control the page contrasts it with, not by the seeds' spread
+    from scalinglab.quanta import load_records
+
+    adam = load_records("ch08_quanta")
+    adam_departure = min(1.0 - late_data_exponent_fit(adam, a)["gamma"].mean() for a in ALPHAS)
+    assert max(abs(gm - gh - 1.0), abs(gm + gh - 1.0)) < adam_departure / 2
+    # S-3: the distance from the theory in s.d. of the seeds' exponents (the page: 8 to 10)
+    assert round((m - th) / sd) == want["z"]
     # judged by the seeds alone (the page's words), the law fails: the 95 % t interval of
     # measured - theory excludes 0, on the steep side
     assert diff - ci > 0
@@ -461,80 +494,93 @@ def test_sgd_data_exponent_against_theory(sgd_records, alpha):
     assert round(st.mean(), 3) == want["step"]
     if alpha == 0.5:
         assert abs(st.mean() - th) < t_interval(st)[1]
+    # like with like: against the step model's own whole-quanta staircase (0.49, 0.53) the
+    # step-shaped loss at the measured times is within 0.01 for both alphas (the seeds'
+    # spread of the difference, 0.002 and 0.009 s.d., is below that)
+    stair = fit["staircase"]
+    assert round(stair.mean(), 2) == {0.5: 0.49, 1.0: 0.53}[alpha]
+    assert abs((st - stair).mean()) < 0.01
 
 
 # The error budget of the page's section 4 (data_law_uncertainty at the tuned lr, over the
-# tuned lr and its neighbours a factor 3 either side, and the threshold band 0.05..0.5 ln 2):
-# measured - theory at each lr, the envelope's, the seeds' 95 % half-width, the two
-# systematics, the total, and the verdict |diff| < total. Values computed from the shipped
-# records, stated on the page to 2 or 3 decimals: pinned to 3 (rounding).
+# tuned lr and its neighbours a factor 3 either side, and the anchoring band: "learned" at
+# 0.05 and 0.5 ln 2, the threshold-free anchor matched to the final loss, and the
+# whole-quanta staircase): measured - theory at each lr, the envelope's, the band, the
+# seeds' 95 % half-width, the two systematics, the 95 % total, the verdict |diff| < total
+# and its margin |diff| / total. Values computed from the shipped records, stated on the
+# page to 2 or 3 decimals: pinned to 3 (rounding).
 BUDGET = {
     ("ch08_quanta_sgd", 0.5): dict(
         by_lr={0.1: 0.069, 0.3: 0.073, 1.0: -0.026},
         env=0.020,
-        band=(0.445, 0.558),
+        band=(0.445, 0.558, 0.542, 0.486),
         stat=0.006,
         sys_lr=0.049,
         sys_thr=0.057,
-        total=0.075,
-        agrees=True,
+        total=0.083,
+        margin=0.89,
     ),
     ("ch08_quanta_sgd", 1.0): dict(
         by_lr={0.1: 0.050, 0.3: 0.054, 1.0: -0.024},
         env=-0.024,
-        band=(0.486, 0.529),
+        band=(0.486, 0.529, 0.523, 0.528),
         stat=0.010,
         sys_lr=0.039,
         sys_thr=0.022,
-        total=0.046,
-        agrees=False,
+        total=0.049,
+        margin=1.10,
     ),
     ("ch08_quanta_bits", 0.5): dict(
-        by_lr={0.1: 0.026, 0.3: -0.000, 1.0: -0.063},
-        env=-0.007,
-        band=(0.418, 0.467),
+        by_lr={0.1: 0.029, 0.3: -0.000, 1.0: -0.079},
+        env=-0.001,
+        band=(0.418, 0.467, 0.462, 0.461),
         stat=0.028,
-        sys_lr=0.045,
+        sys_lr=0.054,
         sys_thr=0.025,
-        total=0.058,
-        agrees=True,
+        total=0.068,
+        margin=0.00,
+    ),
+    ("ch08_quanta_bits", 1.0): dict(
+        by_lr={0.1: 0.026, 0.3: -0.003, 1.0: -0.058},
+        env=-0.019,
+        band=(0.482, 0.504, 0.501, 0.535),
+        stat=0.020,
+        sys_lr=0.042,
+        sys_thr=0.027,
+        total=0.057,
+        margin=0.05,
     ),
     ("ch08_quanta_shared", 0.5): dict(
         by_lr={0.1: 0.072, 0.3: 0.032, 1.0: -0.094},
         env=0.015,
-        band=(0.419, 0.483),
+        band=(0.419, 0.483, 0.473, 0.465),
         stat=0.062,
         sys_lr=0.083,
         sys_thr=0.032,
-        total=0.108,
-        agrees=True,
+        total=0.109,
+        margin=0.29,
     ),
     ("ch08_quanta_shared", 1.0): dict(
         by_lr={0.1: 0.089, 0.3: 0.037, 1.0: -0.071},
         env=-0.017,
-        band=(0.480, 0.511),
+        band=(0.480, 0.511, 0.505, 0.526),
         stat=0.046,
         sys_lr=0.080,
-        sys_thr=0.016,
-        total=0.094,
-        agrees=True,
-    ),
-    ("ch08_quanta_bits", 1.0): dict(
-        by_lr={0.1: 0.038, 0.3: -0.003, 1.0: -0.038},
-        env=-0.019,
-        band=(0.482, 0.504),
-        stat=0.020,
-        sys_lr=0.038,
-        sys_thr=0.011,
-        total=0.044,
-        agrees=True,
+        sys_thr=0.023,
+        total=0.095,
+        margin=0.38,
     ),
 }
 
 
 @pytest.mark.parametrize("name, alpha", list(BUDGET))
 def test_data_law_error_budget(name, alpha):
-    from scalinglab.quanta import best_learning_rate, data_law_uncertainty, load_records
+    from scalinglab.quanta import (
+        best_learning_rate,
+        combined_half_width,
+        data_law_uncertainty,
+        load_records,
+    )
 
     recs = load_records(name)
     lr, grid = best_learning_rate(recs, alpha)
@@ -546,16 +592,209 @@ def test_data_law_error_budget(name, alpha):
     assert {g: round(v, 3) + 0.0 for g, v in got.items()} == want["by_lr"]
     assert round(u["envelope_diff"], 3) == want["env"]
     assert tuple(round(v, 3) for v in u["theory_band"].values()) == want["band"]
+    assert list(u["theory_band"])[2:] == ["final loss", "staircase"]
+    # every rate of the grid and the envelope have 3 seeds on 16 and 32 bits (the 32-bit
+    # neighbours' seeds 1 and 2 were added after review 3); 1 on the shared-bit control
+    n_seeds = 1 if name == "ch08_quanta_shared" else 3
+    assert [v[3] for g, v in u["by_lr"].items() if g != lr] == [n_seeds, n_seeds]
+    assert len(u["envelope"]["seeds"]) == n_seeds
     for key, k2 in (("stat", "stat"), ("sys_lr", "sys_lr"), ("sys_threshold", "sys_thr")):
         assert round(u[key], 3) == want[k2]
     assert round(u["total"], 3) == want["total"]
-    # the verdict the page states, and the quadrature sum it rests on (independent errors)
-    assert (abs(u["diff"]) < u["total"]) == want["agrees"]
-    assert u["total"] == pytest.approx(
-        np.sqrt(u["stat"] ** 2 + u["sys_lr"] ** 2 + u["sys_threshold"] ** 2)
-    )
+    # the margin the page states next to the verdict, and the 95 % total it rests on
+    assert round(abs(u["diff"]) / u["total"], 2) + 0.0 == want["margin"]
+    assert u["total"] == combined_half_width(u["se"], u["dof"], (u["sys_lr"], u["sys_threshold"]))
+    # the total is wider than the quadrature sum of the three 1-s.d.-like terms (s.e. and
+    # half-range / sqrt 3 for a uniform), and narrower than the plain sum of the half-widths
+    one_sd = np.sqrt(u["se"] ** 2 + (u["sys_lr"] ** 2 + u["sys_threshold"] ** 2) / 3)
+    assert one_sd < u["total"] < u["stat"] + u["sys_lr"] + u["sys_threshold"]
     # the systematics, not the seeds, dominate the budget
     assert max(u["sys_lr"], u["sys_threshold"]) > u["stat"]
+
+
+def test_what_the_records_support_without_the_budget():
+    # S-3 of review 3, the page's words: on 32 bits (both controls) measured - theory is
+    # within the seeds' 95 % t interval of 0; on 16 bits it is 0.05-0.07 steeper, outside
+    # it, while the rate grid moves it by 0.08-0.10 (range over lr 0.1, 0.3, 1) and the
+    # anchoring band by 0.04-0.11 (its full range) -- each as large as the gap
+    from scalinglab.quanta import data_law_uncertainty, load_records
+
+    for name in ("ch08_quanta_bits", "ch08_quanta_shared"):
+        for a in ALPHAS:
+            u = data_law_uncertainty(load_records(name), a, 0.3, [0.1, 0.3, 1.0])
+            assert abs(u["diff"]) < u["stat"]
+    rng = {}
+    for a in ALPHAS:
+        u = data_law_uncertainty(load_records("ch08_quanta_sgd"), a, 0.3, [0.1, 0.3, 1.0])
+        assert u["diff"] - u["stat"] > 0
+        lr_range = max(v[2] for v in u["by_lr"].values()) - min(v[2] for v in u["by_lr"].values())
+        band = u["theory_band"].values()
+        rng[a] = (round(u["diff"], 2), round(lr_range, 2), round(max(band) - min(band), 2))
+    assert rng == {0.5: (0.07, 0.10, 0.11), 1.0: (0.05, 0.08, 0.04)}
+
+
+def test_anchor_without_a_threshold_and_subtasks_mid_fall():
+    # S-4 of review 3: the theory anchored where its step loss equals each seed's final
+    # measured loss (no threshold). Measured - theory under that anchor, pinned to 3
+    # decimals (the page's table); it lies inside the threshold band in all six cases. And
+    # at the end of the 16-bit runs 18-19 (alpha 0.5) and 7-9 (alpha 1) subtasks are
+    # between 0.1 ln 2 and 0.5 ln 2: still falling.
+    from scalinglab.quanta import (
+        LN2,
+        data_law_uncertainty,
+        late_data_exponent_fit,
+        learned,
+        load_records,
+    )
+
+    want = {
+        ("ch08_quanta_sgd", 0.5): 0.005,
+        ("ch08_quanta_sgd", 1.0): 0.031,
+        ("ch08_quanta_bits", 0.5): -0.034,
+        ("ch08_quanta_bits", 1.0): -0.011,
+        ("ch08_quanta_shared", 0.5): -0.015,
+        ("ch08_quanta_shared", 1.0): 0.021,
+    }
+    for (name, a), d_w in want.items():
+        recs = load_records(name)
+        f = late_data_exponent_fit(recs, a, lr=0.3, anchor_threshold=None)
+        assert round((f["measured"] - f["theory"]).mean(), 3) == d_w
+        # the anchor reproduces each seed's final loss through the exact tail
+        assert np.allclose(tail_loss(f["sweep"]["probs"], f["n_end"]), f["sweep"]["loss"][:, -1])
+        band = data_law_uncertainty(recs, a, 0.3, [0.3])["theory_band"]
+        thresholds = [v for k, v in band.items() if not isinstance(k, str)]
+        assert min(thresholds) <= band["final loss"] <= max(thresholds)
+    for a, (lo, hi) in {0.5: (18, 19), 1.0: (7, 9)}.items():
+        tl = late_data_exponent_fit(load_records("ch08_quanta_sgd"), a, lr=0.3)["sweep"]
+        mid = [
+            learned(t, 0.5 * LN2).sum() - learned(t, 0.1 * LN2).sum()
+            for t in tl["task_loss"][:, -1]
+        ]
+        assert (min(mid), max(mid)) == (lo, hi)
+
+
+def test_32_bits_within_the_band():
+    # the page: on 32 bits the measured exponent lies within the anchoring band (not "meets
+    # the theory"); on 16 bits within it for alpha 0.5 and above it for alpha 1
+    from scalinglab.quanta import data_law_uncertainty, load_records
+
+    want = {  # the page's numbers: measured, band (2 decimals)
+        ("ch08_quanta_bits", 0.5): (0.43, 0.42, 0.47),
+        ("ch08_quanta_bits", 1.0): (0.49, 0.48, 0.54),
+        ("ch08_quanta_sgd", 0.5): (0.55, 0.45, 0.56),
+        ("ch08_quanta_sgd", 1.0): (0.55, 0.49, 0.53),
+    }
+    for name, inside in (("ch08_quanta_bits", (True, True)), ("ch08_quanta_sgd", (True, False))):
+        for a, ok in zip(ALPHAS, inside, strict=True):
+            u = data_law_uncertainty(load_records(name), a, 0.3, [0.3])
+            m = u["fit"]["measured"].mean()
+            band = u["theory_band"].values()
+            assert (min(band) <= m <= max(band)) == ok
+            assert (round(m, 2), round(min(band), 2), round(max(band), 2)) == want[name, a]
+
+
+def test_sixteen_bit_verdict_hangs_on_the_lr_term():
+    # S-3 of review 3, the page: with only the tuned alternatives (the chosen rate and the
+    # best-rate-per-D envelope) in the learning-rate term, the 95 % total shrinks and the
+    # 16-bit alpha = 0.5 case falls outside it too (alpha = 1 stays outside)
+    from scalinglab.quanta import combined_half_width, data_law_uncertainty, load_records
+
+    for a in ALPHAS:
+        u = data_law_uncertainty(load_records("ch08_quanta_sgd"), a, 0.3, [0.1, 0.3, 1.0])
+        tuned = (u["by_lr"][0.3][2], u["envelope_diff"])
+        half = (max(tuned) - min(tuned)) / 2
+        total = combined_half_width(u["se"], u["dof"], (half, u["sys_threshold"]))
+        assert abs(u["diff"]) > total
+
+
+def _step_records(alpha, tau=17000.0, jitter=0.05, seeds=(0, 1, 2), n_tasks=100, n_logs=100):
+    """Records made by the quantization model itself: subtask k's loss is ln 2 until
+    D_k = tau / p_k (times a log-normal jitter), 0 after; logged at n_logs log-spaced D over
+    the shipped runs' range (batch 512, 10 to 16000 steps)."""
+    from scalinglab.quanta import LN2
+
+    p = zipf_frequencies(n_tasks, alpha)
+    D = np.unique(np.round(np.geomspace(512 * 10, 512 * 16000, n_logs)))
+    recs = []
+    for s in seeds:
+        dk = tau / p * np.exp(jitter * np.random.default_rng(s).standard_normal(n_tasks))
+        tl = np.where(D[:, None] >= dk[None, :], 0.0, LN2)
+        recs.append(
+            dict(sweep="data", alpha=alpha, lr=0.3, seed=s, n_tasks=n_tasks, width=192,
+                 examples=D.tolist(), task_loss=tl.tolist(), task_acc=(tl == 0).tolist())
+        )  # fmt: skip
+    return recs
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+@pytest.mark.parametrize("tau", [5000.0, 17000.0])
+def test_data_law_uncertainty_on_the_model_itself(alpha, tau):
+    # m1 of review 3, a truth test end to end: records built from the step model (3 seeds,
+    # 100 subtasks, D_k = tau / p_k with 5 % jitter; tau = 17000 is the SGD runs' measured
+    # tau). With one learning rate the lr systematic is 0. Exact steps leave no room for a
+    # threshold: every anchor of the threshold rows gives the same theory (to 2e-3: with
+    # jitter the learned set is not exactly the top n, so the loss-matched n is fractional).
+    # The measured slope is the step model's own whole-quanta staircase, to 0.01: the
+    # staircase is sampled at 100 logged D (over tau 5000-17000 and jitter 0.02-0.1 the
+    # largest difference was 0.006). The smooth tail that anchors the page's comparison is
+    # flatter than the staircase by the smoothing alone (0.01-0.05 over these ranges), which
+    # is why the staircase is a row of the band.
+    from scalinglab.quanta import data_law_uncertainty
+
+    u = data_law_uncertainty(_step_records(alpha, tau), alpha, 0.3, [0.3])
+    f, band = u["fit"], u["theory_band"]
+    centre = f["theory"].mean()
+    assert u["sys_lr"] == 0.0
+    assert max(abs(v - centre) for k, v in band.items() if k != "staircase") < 2e-3
+    assert abs((f["measured"] - f["staircase"]).mean()) < 0.01
+    smoothing = band["staircase"] - centre
+    assert 0.01 < smoothing < 0.06
+    assert u["diff"] == pytest.approx(smoothing, abs=0.01)
+    assert u["sys_threshold"] == pytest.approx(smoothing / 2, abs=2e-3)
+    # and the learning-time exponent of the model is 1 (jitter only)
+    assert abs(f["gamma"].mean() - 1.0) < 0.05
+
+
+def test_loss_matched_n_inverts_the_tail():
+    from scalinglab.quanta import loss_matched_n
+
+    p = zipf_frequencies(100, 0.5)
+    n = np.array([0.0, 1.0, 2.5, 33.0, 47.7, 99.2, 100.0])
+    assert np.allclose(loss_matched_n(p, tail_loss(p, n)), n)
+    assert loss_matched_n(p, LN2) == 0.0 and loss_matched_n(p, 0.0) == 100.0
+
+
+def test_combined_half_width_closed_forms():
+    # the 95 % half-width of (seeds) + (uniform systematics) against closed forms: seeds
+    # alone, the t table (4.303 s.e. for 2 degrees of freedom); one uniform on [-h, h],
+    # 0.95 h; two equal ones (a triangle on [-2h, 2h]), 2h (1 - sqrt 0.05). 1e6 Monte Carlo
+    # draws: the quantile's sampling error is about 0.3 % for the t tail, 0.1 % otherwise
+    from scalinglab.quanta import combined_half_width
+
+    assert combined_half_width(0.01, 2, ()) == pytest.approx(0.04303, rel=0.01)
+    assert combined_half_width(0.0, 2, (0.05,)) == pytest.approx(0.95 * 0.05, rel=0.005)
+    two = 2 * 0.05 * (1 - math.sqrt(0.05))
+    assert combined_half_width(0.0, 2, (0.05, 0.05)) == pytest.approx(two, rel=0.005)
+
+
+def test_seeds_per_arm_against_simulated_t_tests():
+    # m7 of review 3. The page: with the shared-bit control's seed spread, 0.02-0.03,
+    # resolving 0.03 takes 5-9 seeds per arm for an even chance (50 % power) and 9-17 for
+    # 80 %, about twice as many. Reference: the fraction of seeded simulated two-sample t
+    # tests (scipy) that reject, at the returned n and one seed fewer (4000 trials: binomial
+    # s.e. 0.8 %; tolerance 2.5 points)
+    from scalinglab.quanta import seeds_per_arm
+
+    got = {sd: (seeds_per_arm(sd, 0.03, 0.5), seeds_per_arm(sd, 0.03, 0.8)) for sd in (0.02, 0.03)}
+    assert got == {0.02: (5, 9), 0.03: (9, 17)}
+    rng = np.random.default_rng(0)
+    for sd, (_, n) in got.items():
+        rates = []
+        for k in (n - 1, n):
+            x = rng.normal(0.0, sd, (4000, k))
+            y = rng.normal(0.03, sd, (4000, k))
+            rates.append(np.mean(stats.ttest_ind(x, y, axis=1).pvalue < 0.05))
+        assert rates[0] < 0.8 + 0.025 and rates[1] > 0.8 - 0.025
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
@@ -662,6 +901,12 @@ def test_shared_control_does_not_isolate_sharing():
         assert d["ch08_quanta_bits"][0] < sh[0] < d["ch08_quanta_sgd"][0]
         shape = {n: f[a]["measured"].mean() - np.mean(f[a]["step"]) for n, f in fits.items()}
         assert shape["ch08_quanta_bits"] < shape["ch08_quanta_shared"] < shape["ch08_quanta_sgd"]
+        # S-7 of review 3: the share of the 16-bit excess (measured - theory) that goes away
+        # when only the input width grows -- about half for alpha 0.5 (0.56), a third for
+        # alpha 1 (0.33); of the shape term, 0.34 and 0.23
+        gone = 1 - sh[0] / d["ch08_quanta_sgd"][0]
+        gone_shape = 1 - shape["ch08_quanta_shared"] / shape["ch08_quanta_sgd"]
+        assert (round(gone, 2), round(gone_shape, 2)) == {0.5: (0.56, 0.34), 1.0: (0.33, 0.23)}[a]
 
 
 def test_exponent_following_alpha_is_not_resolved():
@@ -729,6 +974,9 @@ def test_adam_learning_rate_check():
     for a in ALPHAS:
         lr, final = best_learning_rate(adam, a)
         assert lr == 0.01 and final[0.003] > final[0.01] < final[0.03]
+        # S-6 of review 3: the 3x larger rate that lands on the theory ends with 3.9x
+        # (alpha 0.5) and 2.4x (alpha 1) the best rate's final loss
+        assert round(final[0.03] / final[0.01], 1) == {0.5: 3.9, 1.0: 2.4}[a]
         for g, (d_w, gamma_w) in want[a].items():
             f = late_data_exponent_fit(adam, a, lr=g)
             d = f["measured"][0] - f["theory"][0]

@@ -3,9 +3,13 @@
 Every page calls :func:`use_course_style` once, in its first cell. It sets
 
 * the **size**: figures at most :data:`COLUMN_WIDTH_IN` inches wide at :data:`DPI` dots per
-  inch, i.e. about 700 pixels, the width of the book's content column on a desktop, so a
+  inch, i.e. 704 pixels, the width of the book's content column on a desktop, so a
   figure is shown at its natural size there and shrinks by about half on a 390-pixel phone
   (not by three quarters, as a 12-inch, four-panel row did);
+* the **crop margin**: the book's images are cropped to their content (Jupyter's inline
+  backend saves them with ``bbox_inches="tight"``) plus :data:`PAD_IN` on each side, less
+  than constrained layout's own margin, so that a figure drawn at the full column width
+  never comes out wider than the column (see :data:`PAD_IN`);
 * the **fonts**: one set of sizes for every figure, the smallest (legends, ticks) at
   :data:`MIN_FONT_PT` points, which is ``MIN_FONT_PT * DPI / 72`` ≈ 14 pixels at natural
   size and about 7 CSS pixels on a phone: the floor the browser test checks;
@@ -38,12 +42,21 @@ CYCLE += [OKABE_ITO["black"], OKABE_ITO["yellow"]]
 DPI = 110
 #: The content column of the book (sphinx-book-theme) is about 700 CSS pixels wide.
 COLUMN_WIDTH_IN = 6.4
+#: The margin a tight crop leaves around the content (``savefig.pad_inches``). A cropped
+#: image is its content plus this margin on each side, and a constrained-layout figure's
+#: content ends ``figure.constrained_layout.w_pad`` (3/72 in) inside its edges; with
+#: matplotlib's default of 0.1 in, a figure :data:`COLUMN_WIDTH_IN` wide came out
+#: 716 pixels wide, over the 704-pixel column, and was shrunk (its smallest text with it).
+#: 0.03 in (3 pixels) is below that margin: such a figure crops to 701 pixels, and the
+#: outermost glyphs keep 3 pixels of white around them.
+PAD_IN = 0.03
 MIN_FONT_PT = 9.5  # legends and tick labels; titles and axis labels are larger
 FONT_PT = 11.0
 
 STYLE = {
     "figure.dpi": DPI,
     "savefig.dpi": DPI,
+    "savefig.pad_inches": PAD_IN,
     "figure.figsize": (COLUMN_WIDTH_IN, 3.6),
     "font.size": FONT_PT,
     "axes.titlesize": FONT_PT,

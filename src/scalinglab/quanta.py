@@ -111,6 +111,17 @@ def theory_slope(probs: np.ndarray, n_learned, unlearned_loss: float = LN2) -> f
     return loglog_slope(n, tail_loss(probs, n, unlearned_loss))
 
 
+def loss_matched_n(probs: np.ndarray, loss, unlearned_loss: float = LN2) -> np.ndarray:
+    """The (fractional) number of quanta :math:`n` at which the step model's loss equals
+    ``loss``: the inverse of :func:`tail_loss` (piecewise linear and decreasing in
+    :math:`n`, so inverted exactly by interpolation). No threshold for "learned" enters: it
+    matches the model's *level* to a measured loss at one point."""
+    probs = np.asarray(probs, dtype=np.float64)
+    ns = np.arange(len(probs) + 1, dtype=np.float64)
+    levels = tail_loss(probs, ns, unlearned_loss)  # decreasing from b to 0
+    return np.interp(np.asarray(loss, dtype=np.float64), levels[::-1], ns[::-1])
+
+
 # --------------------------------------------------------------------------- measuring
 
 
@@ -647,7 +658,7 @@ def late_data_exponent_fit(
     alpha: float,
     factor: float = 3.0,
     lr: float = 1e-2,
-    anchor_threshold: float = 0.1 * LN2,
+    anchor_threshold: float | None = 0.1 * LN2,
 ) -> dict:
     """The data exponent where the start-up transient is over, against the theory.
 
@@ -666,19 +677,35 @@ def late_data_exponent_fit(
     ``anchor_threshold`` is the loss below which a subtask counts as learned when the theory
     is anchored (the number of quanta learned at the end); the learning times and the fit
     range keep the default threshold, so varying it moves the theory alone (its systematic
-    error, :func:`data_law_uncertainty`).
+    error, :func:`data_law_uncertainty`). ``anchor_threshold=None`` anchors without a
+    threshold: at the (fractional) :math:`n` whose step-model loss equals the seed's final
+    measured loss (:func:`loss_matched_n`). ``n_end`` is the anchor, per seed.
+
+    ``theory`` is the slope of the *smooth* tail: :func:`tail_loss` at the real
+    :math:`n(D)`, which interpolates between whole quanta. ``staircase`` is the step model
+    taken literally, :func:`tail_loss` at :math:`\\lfloor n(D) \\rfloor` over the same
+    :math:`D`: with few quanta learned at the start of the fit (about 2 at
+    :math:`3 D_1`) it is steeper than the smooth tail by a few hundredths. On losses made
+    of exact steps at :math:`D_k = \\tau/p_k` the measured slope is the staircase's.
     """
     d = data_sweep(records, alpha, lr)
     D, p = d["examples"], d["probs"]
-    keys = ("measured", "theory", "step", "gamma", "gamma_delay", "start", "decades")
+    keys = ("measured", "theory", "staircase", "step", "gamma", "gamma_delay", "start")
+    keys += ("decades", "n_end")
     out = {k: [] for k in keys}
     for tl, loss in zip(d["task_loss"], d["loss"], strict=True):
         start = late_start(D, tl, factor)
         u = D >= start
-        n_end = learned(tl[-1], anchor_threshold).sum()
+        if anchor_threshold is None:
+            n_end = float(loss_matched_n(p, loss[-1]))
+        else:
+            n_end = float(learned(tl[-1], anchor_threshold).sum())
         n_theory = n_end * (D[u] / D[-1]) ** (1.0 / (alpha + 1.0))
+        out["n_end"].append(n_end)
         out["measured"].append(loglog_slope(D[u], loss[u]))
         out["theory"].append(loglog_slope(D[u], tail_loss(p, n_theory)))
+        # the step model taken literally: whole quanta only, a staircase
+        out["staircase"].append(loglog_slope(D[u], tail_loss(p, np.floor(n_theory))))
         out["step"].append(loglog_slope(D[u], step_loss(p, D, tl)[u]))
         late = late_start(D, tl, 10.0)
         out["gamma"].append(learning_time_exponent(p, D, tl, late))
@@ -743,6 +770,54 @@ def envelope_exponent_fit(
     return {"seeds": seeds, "examples": D, **{k: np.array(v) for k, v in out.items()}}
 
 
+def combined_half_width(
+    se: float,
+    dof: int,
+    half_ranges: Sequence[float],
+    level: float = 0.95,
+    draws: int = 1_000_000,
+    seed: int = 0,
+) -> float:
+    """Half-width of the central ``level`` interval of a sum of independent errors: a seed
+    error :math:`s_e\\, t_\\nu` (the mean of :math:`\\nu + 1` seeds, Student t with
+    :math:`\\nu` = ``dof`` degrees of freedom and standard error ``se``) plus, for each
+    systematic, an error uniform on :math:`[-h, h]` with :math:`h` its half-range (the
+    "rectangular" reading of a range with nothing known inside it, standard uncertainty
+    :math:`h/\\sqrt{3}`, of the GUM, JCGM 100:2008), propagated by Monte Carlo as in its
+    Supplement 1 (JCGM 101:2008).
+
+    The ``level`` quantile of the absolute sum, by Monte Carlo with a fixed seed (``draws``
+    samples: the quantile's sampling error is below 0.5 %). Closed forms it reproduces:
+    ``se`` alone gives :math:`t_{(1+\\text{level})/2,\\nu}\\, s_e`; one systematic alone,
+    ``level`` :math:`\\cdot h`; two equal ones, :math:`2h(1 - \\sqrt{1-\\text{level}})`.
+    """
+    rng = np.random.default_rng(seed)
+    err = np.zeros(draws)
+    if se > 0:
+        err += se * rng.standard_t(dof, draws)
+    for h in half_ranges:
+        err += rng.uniform(-h, h, draws)
+    return float(np.quantile(np.abs(err), level))
+
+
+def seeds_per_arm(sd: float, diff: float, power: float = 0.8, level: float = 0.95) -> int:
+    """The smallest number of seeds per arm with which a two-sided two-sample t test at
+    ``level`` detects a true difference ``diff`` between two means with probability
+    ``power``, each arm's seeds scattering by ``sd`` (the exact power, from the noncentral t
+    distribution with :math:`2n-2` degrees of freedom and noncentrality
+    :math:`\\delta/(\\sigma\\sqrt{2/n})`). ``power=0.5`` is about the :math:`n` at which
+    the interval's half-width equals the difference."""
+    from scipy import stats
+
+    for n in range(2, 10_000):
+        df = 2 * n - 2
+        t = stats.t.ppf(0.5 + level / 2.0, df)
+        nc = diff / (sd * math.sqrt(2.0 / n))
+        if stats.nct.sf(t, df, nc) + stats.nct.cdf(-t, df, nc) >= power:
+            return n
+    raise ValueError("more than 10,000 seeds per arm")
+
+
 def data_law_uncertainty(
     records: list[dict],
     alpha: float,
@@ -754,21 +829,32 @@ def data_law_uncertainty(
     """The measured minus the theory's data exponent at ``lr``, with its error budget.
 
     - ``diff``, ``stat``: the mean over seeds of measured minus theory (each seed against
-      the theory anchored on its own run) and the half-width of its t interval
-      (:func:`t_interval`; the seeds' scatter).
+      the theory anchored on its own run, "learned" below :math:`0.1 \\ln 2`) and the
+      half-width of its t interval (:func:`t_interval`; the seeds' scatter); ``se``, ``dof``
+      its standard error and degrees of freedom.
     - ``sys_lr``: half the range of that mean difference over the learning rates of
       ``lr_grid`` (the chosen rate and its neighbours) and the best-rate-per-:math:`D`
       envelope (:func:`envelope_exponent_fit`): how much the answer moves with a choice the
       theory does not make.
-    - ``sys_threshold``: half the range of the theory's slope when "learned" is anchored at
-      each loss of ``thresholds`` instead of :math:`0.1 \\ln 2`.
-    - ``total``: the three added in quadrature (independent sources of error).
+    - ``sys_threshold``: half the range of the theory's slope over the anchors of
+      ``theory_band``: "learned" at each loss of ``thresholds``, and without a threshold,
+      the step model's loss matched to each seed's final measured loss (key
+      ``"final loss"``), and the model's whole-quanta staircase at the default anchor
+      instead of the smooth tail (key ``"staircase"``): the ways of turning the step model
+      into a slope for a finite list of quanta that the theory leaves open. The band is not symmetric about the :math:`0.1 \\ln 2` anchor;
+      ``band_offsets`` gives its two ends relative to it.
+    - ``total``: the half-width of the central ``level`` interval of the three errors
+      together (:func:`combined_half_width`: t-distributed seeds, each systematic uniform
+      over its range, independent). Its coverage is ``level`` under that model of the
+      systematics, and only under it.
 
-    Also ``by_lr`` ``{lr: (measured mean, theory mean, diff mean, n seeds)}``, the
-    ``envelope`` fit and ``theory_band`` ``{threshold: theory mean}``.
+    Also ``by_lr`` ``{lr: (measured mean, theory mean, diff mean, n seeds)}`` and the
+    ``envelope`` fit.
     """
     fit = late_data_exponent_fit(records, alpha, lr=lr)
-    diff, stat = t_interval(fit["measured"] - fit["theory"], level)
+    d = fit["measured"] - fit["theory"]
+    diff, stat = t_interval(d, level)
+    se = float(d.std(ddof=1) / math.sqrt(len(d)))
     by_lr = {}
     for g in lr_grid:
         f = fit if g == lr else late_data_exponent_fit(records, alpha, lr=g)
@@ -782,24 +868,32 @@ def data_law_uncertainty(
     env_diff = float((env["measured"] - env["theory"]).mean())
     diffs = [v[2] for v in by_lr.values()] + [env_diff]
     sys_lr = (max(diffs) - min(diffs)) / 2.0
-    band = {
+    band: dict = {
         float(t): float(
             late_data_exponent_fit(records, alpha, lr=lr, anchor_threshold=t)["theory"].mean()
         )
         for t in thresholds
     }
+    band["final loss"] = float(
+        late_data_exponent_fit(records, alpha, lr=lr, anchor_threshold=None)["theory"].mean()
+    )
+    band["staircase"] = float(fit["staircase"].mean())
+    centre = float(fit["theory"].mean())
     sys_thr = (max(band.values()) - min(band.values())) / 2.0
     return {
         "fit": fit,
         "diff": diff,
         "stat": stat,
+        "se": se,
+        "dof": len(d) - 1,
         "sys_lr": float(sys_lr),
         "sys_threshold": float(sys_thr),
-        "total": float(math.sqrt(stat**2 + sys_lr**2 + sys_thr**2)),
+        "total": combined_half_width(se, len(d) - 1, (sys_lr, sys_thr), level),
         "by_lr": by_lr,
         "envelope": env,
         "envelope_diff": env_diff,
         "theory_band": band,
+        "band_offsets": (min(band.values()) - centre, max(band.values()) - centre),
     }
 
 
