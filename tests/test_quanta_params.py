@@ -148,3 +148,45 @@ def test_learned_in_order():
     loss[1, [0, 1, 2, 5]] = 0.0  # 3 of its 4 in the top 4
     assert learned_in_order(loss)[:2].tolist() == [1.0, 0.75]
     assert np.isnan(learned_in_order(loss)[2])
+
+
+# --------------------------------------------------------------------------- the shipped records
+
+ALPHAS = (0.5, 1.0)
+
+
+@pytest.fixture(scope="module")
+def params():
+    from scalinglab.quanta import load_records
+
+    return load_records("ch08_quanta_params")
+
+
+@pytest.fixture(scope="module")
+def conv(params):
+    return {a: budget_convergence(params, a) for a in ALPHAS}
+
+
+def test_params_config_names_its_command_and_its_rules(params):
+    import json
+
+    from scalinglab.quanta import RECORDS
+
+    cfg = json.loads((RECORDS / "ch08_quanta_params.config.json").read_text())
+    assert (
+        "python -m scalinglab.quanta src/scalinglab/records/ch08_quanta_params.config.json "
+        "--out src/scalinglab/records/ch08_quanta_params.jsonl --jobs 2" in cfg["description"]
+    )
+    assert "rules fixed before any result was seen" in cfg["description"]
+    # 2 alphas x 11 widths x (3 rates x 3 seeds) x 2 budgets, each network once
+    keys = {(r["sweep"], r["alpha"], r["width"], r["seed"], r["lr"]) for r in params}
+    assert len(keys) == len(params) == 2 * 11 * 9 * 2
+    assert {r["schedule"] for r in params} == {"cosine"}
+    assert {(r["sweep"], r["step"][-1]) for r in params} == {("width", 32000), ("width_half", 16000)}
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_params_sweep_spans_one_and_a_half_decades(conv, alpha):
+    # the issue: a sweep over width of at least 1.5 decades of parameters
+    N = conv[alpha]["full"]["sweep"]["n_params"]
+    assert np.log10(N.max() / N.min()) >= 1.5
