@@ -621,3 +621,332 @@ def test_the_pre_registered_64x_numbers_of_the_page():
     drift = ex.residual_drift(pts, law, 128)
     slope, icpt = np.polyfit(np.log([d for d, _ in drift]), [r for _, r in drift], 1)
     assert icpt + slope * np.log(plan["run"]["D"]) < 0
+
+
+# ------------------------------------------------------------------ review 3: B-1 and S-2
+def _huber_line_reference(C, L, floor):
+    """Independent fit of the GPT-4 form with the known floor: scipy's least_squares with its
+    own Huber loss (``f_scale`` = the package's delta) on log(L - floor) = a - b log C.
+    Returns ``(predict, objective)``: the prediction at C and the Huber objective at a
+    parameter pair (scipy.special.huber), to compare minimisers where the loss is flat."""
+    from scipy.special import huber
+
+    from scalinglab.fitting import HUBER_DELTA
+
+    x, y = np.log(np.asarray(C, float)), np.log(np.asarray(L, float) - floor)
+    slope, icpt = np.polyfit(x, y, 1)
+    res = optimize.least_squares(
+        lambda th: th[0] - th[1] * x - y,
+        [icpt, -slope],
+        loss="huber",
+        f_scale=HUBER_DELTA,
+        xtol=1e-15,
+        ftol=1e-15,
+        gtol=1e-15,
+    )
+
+    def objective(a, b):
+        return float(huber(HUBER_DELTA, a - b * x - y).sum())
+
+    return (lambda c: floor + np.exp(res.x[0] - res.x[1] * np.log(c))), objective, res.x
+
+
+def _brute_frontier(points):
+    """The compute frontier by brute force: the distinct points that no other point beats
+    (at most their compute and loss, lower in one); a duplicate counts once."""
+    distinct = {(p["C"], p["L"]): p for p in points}
+    return sorted(
+        (
+            p
+            for (c, loss), p in distinct.items()
+            if not any(c2 <= c and l2 <= loss and (c2, l2) != (c, loss) for c2, l2 in distinct)
+        ),
+        key=lambda p: p["C"],
+    )
+
+
+def test_window_sweep_fits_the_last_k_frontier_points_as_scipy_does():
+    """Synthetic sweep: a floored power law in C with noise, points off the frontier too."""
+    rng = np.random.default_rng(4)
+    pts = []
+    for C in np.geomspace(1e6, 1e10, 24):
+        for extra in (1.0, 1.3):  # a worse point at the same compute: never on the frontier
+            L = 1.0 + extra * 5.0 * C**-0.2 * np.exp(rng.normal(0, 0.03))
+            pts.append({"C": float(C), "L": float(L)})
+    front = _brute_frontier(pts)
+    assert [p["C"] for p in ex.frontier_points(pts)] == [p["C"] for p in front]
+    sweep = ex.window_sweep(pts, 1.0, 1e11)
+    assert sorted(sweep) == list(range(3, len(front) + 1))
+    for k, pred in sweep.items():
+        ref, objective, (a, b) = _huber_line_reference(
+            [p["C"] for p in front[-k:]], [p["L"] for p in front[-k:]], 1.0
+        )
+        fit = ex.floored_power_law(pts, 1.0, last=k)
+        # the package's fit reaches scipy's minimum of the same Huber objective
+        a_pkg = np.log(fit(1.0) - 1.0)  # log A (C = 1)
+        b_pkg = a_pkg - np.log(fit(np.e) - 1.0)
+        assert objective(a_pkg, b_pkg) == pytest.approx(objective(a, b), rel=1e-6, abs=1e-12)
+        if (
+            abs(objective(a_pkg, b_pkg) - objective(a, b)) < 1e-12
+            and abs(np.log((pred - 1) / (ref(1e11) - 1))) > 1e-3
+        ):
+            continue  # a flat minimum (the Huber loss is nearly L1): both are minimisers
+        assert np.log((pred - 1) / (ref(1e11) - 1)) == pytest.approx(0, abs=1e-3)
+    last5 = ex.floored_power_law(pts, 1.0, last=5)(1e11)
+    assert sweep[5] == last5
+    with pytest.raises(ValueError):
+        ex.floored_power_law(pts, 1.0, last=1)
+    with pytest.raises(ValueError):
+        ex.floored_power_law(pts, 1.0, last=len(front) + 1)
+    # the last-decade window is the points within a factor 10 of the largest compute
+    n_dec = sum(p["C"] >= front[-1]["C"] / 10 * (1 - 1e-9) for p in front)
+    assert ex.floored_power_law(pts, 1.0, last_decade=True)(1e11) == pytest.approx(
+        ex.floored_power_law(pts, 1.0, last=n_dec)(1e11), rel=1e-9
+    )
+
+
+def test_errors_under_shift_move_every_error_together():
+    e = {"law": -0.076, "base": 0.276}
+    s = ex.errors_under_shift(e, 0.036)
+    assert s == pytest.approx({"law": -0.112, "base": 0.240})
+    # the same as scaling the measured reducible loss by e^delta
+    pred, meas = 1.2, 1.1
+    r = np.log((pred - 1) / (meas - 1))
+    assert ex.errors_under_shift({"x": r}, 0.036)["x"] == pytest.approx(
+        np.log((pred - 1) / ((meas - 1) * np.exp(0.036)))
+    )
+
+
+def test_the_baseline_window_table_and_its_bootstrap_of_the_page():
+    """Review 3, B-1: the pre-registered baseline (GPT-4 form, known floor, the frontier's last
+    decade: 5 points) against the same form on the last k frontier points, k = 3 to 20, at
+    the 32x run and the 64x runs; checked against scipy's Huber fit on a brute-force
+    frontier. The page's statements: k = 5 is the worst window from 3 to 18 points at both
+    budgets; for 6 to 16 points the 64x miss is 0.03 to 0.09 (seed 0), below the law's for
+    9 to 13; the median |error| over all windows about ties with the law's. Tolerances: the
+    records are deterministic, so printed values are pinned to their rounding; the
+    statements hold with margins larger than the seeds' spread (0.03 in log, 64x seeds)."""
+    folder, cfg, rec = _shipped()
+    import json
+
+    _, pair = ex.floors(cfg(ex.SWEEP))
+    pts = ex.well_tuned(p for p in ex.tuned_points(rec(ex.SWEEP)) if p["seed"] == 0)
+    plan = json.loads((folder / f"{ex.HELD_OUT64}.plan.json").read_text())
+    held64 = sorted((r for r in rec(ex.HELD_OUT64) if r["final"]), key=lambda r: r["seed"])
+    held32 = next(r for r in rec(ex.HELD_OUT) if r["final"])
+    front = _brute_frontier(pts)
+    assert len(front) == 20
+    w64, w32 = (
+        ex.window_sweep(pts, pair, plan["run"]["C"]),
+        ex.window_sweep(pts, pair, held32["flops"]),
+    )
+    assert sorted(w64) == list(range(3, 21))
+    # the pre-registered baseline is the k = 5 window
+    assert w64[5] == pytest.approx(plan["baselines"]["power law in C, known floor, last decade"])
+    assert w64[20] == pytest.approx(plan["baselines"]["power law in C, known floor"])
+
+    def err(pred, L):
+        return float(np.log((pred - pair) / (L - pair)))
+
+    flat = []
+    for k in w64:  # each window against scipy on the brute-force frontier
+        ref, objective, (a, b) = _huber_line_reference(
+            [p["C"] for p in front[-k:]], [p["L"] for p in front[-k:]], pair
+        )
+        fit = ex.floored_power_law(pts, pair, last=k)
+        a_pkg = np.log(fit(1.0) - pair)
+        b_pkg = a_pkg - np.log(fit(np.e) - pair)
+        assert objective(a_pkg, b_pkg) == pytest.approx(objective(a, b), rel=1e-9)
+        d = abs(
+            err(w64[k], held64[0]["test_loss"]) - err(ref(plan["run"]["C"]), held64[0]["test_loss"])
+        )
+        if d > 1e-3:  # the same Huber objective at another line: a flat minimum
+            flat.append(k)
+        else:
+            assert err(w32[k], held32["test_loss"]) == pytest.approx(
+                err(ref(held32["flops"]), held32["test_loss"]), abs=1e-3
+            )
+    # the Huber loss with delta = 1e-3 is nearly L1: on an even split the line is not unique.
+    # Where it is not (k = 4 and 7 here) scipy's minimiser is also printed on the page.
+    assert flat == [4, 7]
+    e32 = {k: err(v, held32["test_loss"]) for k, v in w32.items()}
+    e64 = {k: [err(v, r["test_loss"]) for r in held64] for k, v in w64.items()}
+    law64 = [err(plan["run"]["L_pred"], r["test_loss"]) for r in held64]
+    assert e32[5] == pytest.approx(0.240, abs=5e-4) and e64[5][0] == pytest.approx(0.276, abs=5e-4)
+    for e in (e32, {k: v[0] for k, v in e64.items()}):
+        worst = max(range(3, 19), key=lambda k: abs(e[k]))
+        assert worst == 5  # "the worst of the windows from 3 to 18 points, at both budgets"
+    mid = [abs(e64[k][0]) for k in range(6, 17)]
+    assert min(mid) == pytest.approx(0.031, abs=5e-4) and max(mid) == pytest.approx(0.089, abs=5e-4)
+    for s in range(3):  # "better than the law's for 9 to 13 points", every seed
+        assert all(abs(e64[k][s]) < abs(law64[s]) for k in range(9, 14))
+    med = float(np.median([abs(v[0]) for v in e64.values()]))
+    assert med == pytest.approx(0.084, abs=5e-4)  # "0.084 against the law's 0.076": a tie
+    assert abs(med - abs(law64[0])) < 0.03  # within the seeds' spread of the law's error
+    assert e64[20][0] == pytest.approx(-0.343, abs=5e-4)  # all 20 points (pre-registered too)
+    # the bootstrap of the pre-registered baseline, on the resamples of the law's interval
+    boot = ex.bootstrap_baseline(pts, pair, plan["run"]["C"])
+    assert boot.shape == (200,) and not np.isnan(boot).any()
+    eb = np.log((boot - pair) / (held64[0]["test_loss"] - pair))
+    lo, mid_b, hi = np.percentile(eb, [5, 50, 95])
+    assert lo == pytest.approx(-0.28, abs=0.005) and hi == pytest.approx(0.36, abs=0.005)
+    fail = int(np.sum(np.abs(eb) < 3 * abs(law64[0])))
+    assert fail == 133  # "in 133 of the 200 resamples (two in three) the 1/3 criterion fails"
+    # independent: the first resamples redrawn with numpy and refitted by scipy
+    rng = np.random.default_rng(0)
+    for b in range(4):
+        sample = [pts[i] for i in rng.integers(0, len(pts), len(pts))]
+        fr = _brute_frontier(sample)
+        fr = [p for p in fr if p["C"] >= fr[-1]["C"] / 10 * (1 - 1e-9)]
+        ref, objective, (a, bb) = _huber_line_reference(
+            [p["C"] for p in fr], [p["L"] for p in fr], pair
+        )
+        fit = ex.floored_power_law(sample, pair, last_decade=True)
+        assert float(fit(plan["run"]["C"])) == pytest.approx(boot[b], rel=1e-12)
+        a_pkg = np.log(fit(1.0) - pair)
+        assert objective(a_pkg, a_pkg - np.log(fit(np.e) - pair)) == pytest.approx(
+            objective(a, bb), rel=1e-9
+        )
+    # with least squares in place of the Huber loss, the same 5 points miss by +0.14 and the
+    # law's error is 0.55 of that: the 1/3 criterion rests on the loss as well as the window
+    x = np.log([p["C"] for p in front[-5:]])
+    y = np.log([p["L"] - pair for p in front[-5:]])
+    ols = pair + np.exp(np.polyval(np.polyfit(x, y, 1), np.log(plan["run"]["C"])))
+    e_ols = err(ols, held64[0]["test_loss"])
+    assert e_ols == pytest.approx(0.138, abs=5e-4) and abs(law64[0]) / e_ols == pytest.approx(
+        0.55, abs=0.005
+    )
+
+
+def test_exact_losses_match_soft_label_cross_entropy_over_all_facts():
+    """The exact expected loss of trained members against torch's cross-entropy with the
+    answer distribution as soft targets, weighted by the facts' frequencies (no
+    ZipfLookup.expected_loss), and against a large sample."""
+    import torch.nn.functional as F
+
+    from scalinglab.engine.ensemble import MLPEnsemble
+
+    src = ZipfLookup(n_facts=300, n_bits=10, n_classes=8, zipf_exponent=1.5, noise=0.2, seed=5)
+    ens = MLPEnsemble(10, [6, 12], 2, 8, [0, 1])
+    got = ex.exact_losses(src, ens)
+    x = torch.as_tensor(src.codes)
+    soft = torch.full((300, 8), 0.2 / 8, dtype=torch.float64)
+    soft[torch.arange(300), torch.as_tensor(src.targets)] += 0.8
+    for m in range(2):
+        with torch.no_grad():
+            logits = ens.member(m)(x).double()
+        per_fact = F.cross_entropy(logits, soft, reduction="none").numpy()
+        assert got[m] == pytest.approx(float(src.probs @ per_fact), rel=1e-6)
+        # a sampled test set of 400,000 questions agrees within 4 standard errors
+        items, y = src.sample(400_000, np.random.default_rng(m))
+        with torch.no_grad():
+            ll = F.cross_entropy(logits[items], torch.as_tensor(y), reduction="none").numpy()
+        assert abs(ll.mean() - got[m]) < 4 * ll.std() / np.sqrt(ll.size)
+    assert (
+        ex.zipf_source(
+            {
+                "dataset": {
+                    "n_facts": 300,
+                    "n_bits": 10,
+                    "n_classes": 8,
+                    "zipf_exponent": 1.5,
+                    "noise": 0.2,
+                    "source_seed": 5,
+                }
+            }
+        ).targets.tolist()
+        == src.targets.tolist()
+    )
+
+
+def test_remeasure_exact_retrains_the_same_models():
+    """On a small config: the re-measurement's test losses are run_config's (the same models),
+    and its exact losses are those of the trained ensemble (captured with on_trained)."""
+    import copy
+    import json
+    from importlib.resources import files
+
+    from scalinglab.engine.sweep import iter_sweep
+    from scalinglab.engine.sweep_config import prepare_sweep
+
+    cfg = json.loads((files("scalinglab") / "records" / f"{ex.HELD_OUT64}.config.json").read_text())
+    cfg["dataset"].update(n_train=2048, n_facts=4096, n_test=2048)
+    cfg["grid"].update(widths=[8], n_train=[2048], seeds=[0, 1])
+    got = ex.remeasure_exact(cfg)
+    grid, data, task, training = prepare_sweep(copy.deepcopy(cfg))
+    captured = []
+    ref = [
+        r
+        for r in iter_sweep(
+            grid,
+            data,
+            task,
+            device="cpu",
+            progress=False,
+            on_trained=lambda g, e: captured.append(copy.deepcopy(e)),
+            **training,
+        )
+        if r["final"]
+    ]
+    assert [r["test_loss"] for r in got] == [r["test_loss"] for r in ref]
+    src = ex.zipf_source(cfg)
+    assert [r["exact_loss"] for r in got] == pytest.approx(ex.exact_losses(src, captured[0]))
+    assert all(r["exact_floor"] == src.floor for r in got)
+    assert all(r["exact_loss"] > src.floor for r in got)
+
+
+def test_the_exact_remeasurement_of_the_64x_runs_on_the_page():
+    """Review 3, S-2: the three pre-registered runs retrained (the same models: their sampled
+    test losses are the shipped ones, bit for bit) and measured with the exact expected loss.
+    The page: law's errors -0.079, -0.090, -0.085 on the exact reducible loss; 0.29, 0.34,
+    0.32 of the pre-registered baseline's; the sampled and exact reducible losses differ by
+    less than the test-set noise; seed s.d. 0.5 % of the exact reducible loss; the ratio under
+    +-1 s.e. of test-set noise 0.13 to 0.47 (seed 0). Values pinned to their rounding (the
+    records are deterministic)."""
+    folder, cfg, rec = _shipped()
+    import json
+
+    config = cfg(ex.SWEEP)
+    exact_floor, pair = ex.floors(config)
+    plan = json.loads((folder / f"{ex.HELD_OUT64}.plan.json").read_text())
+    c64, cx = cfg(ex.HELD_OUT64), cfg(ex.HELD_OUT64_EXACT)
+    assert {k: v for k, v in cx.items() if k != "description"} == {
+        k: v for k, v in c64.items() if k != "description"
+    }  # the same runs: nothing re-chosen
+    assert "python -m scalinglab.extrapolation exact64" in cx["description"]
+    held = sorted((r for r in rec(ex.HELD_OUT64) if r["final"]), key=lambda r: r["seed"])
+    exact = sorted(rec(ex.HELD_OUT64_EXACT), key=lambda r: r["seed"])
+    assert [r["seed"] for r in exact] == [0, 1, 2]
+    for r, h in zip(exact, held, strict=True):
+        assert r["test_loss"] == h["test_loss"] and r["n_params"] == h["n_params"]
+        assert r["exact_floor"] == pytest.approx(exact_floor, rel=1e-12)
+    red_x = np.array([r["exact_loss"] - r["exact_floor"] for r in exact])
+    red_s = np.array([r["test_loss"] - pair for r in held])
+    noise = ex.reducible_noise_log(red_s[0], config["dataset"]["n_test"], 16, 0.2)
+    assert noise == pytest.approx(0.036, abs=5e-4)
+    assert np.all(np.abs(np.log(red_s / red_x)) < noise)  # within one s.e. of the formula
+    assert red_x.std(ddof=1) / red_x.mean() == pytest.approx(0.005, abs=5e-4)  # "0.5 %"
+    law = "Chinchilla law (approach 3)"
+    base = "power law in C, known floor, last decade"
+    e_law = [float(np.log((plan["baselines"][law] - pair) / r)) for r in red_x]
+    e_base = [float(np.log((plan["baselines"][base] - pair) / r)) for r in red_x]
+    assert e_law == pytest.approx([-0.079, -0.090, -0.085], abs=5e-4)
+    assert e_base == pytest.approx([0.273, 0.263, 0.268], abs=5e-4)
+    ratios = [abs(a) / abs(b) for a, b in zip(e_law, e_base, strict=True)]
+    assert ratios == pytest.approx([0.29, 0.34, 0.32], abs=5e-3)
+    # the other baselines stay worse on the exact loss too
+    for k, v in plan["baselines"].items():
+        if k not in (law, base) and v > pair:
+            assert all(abs(np.log((v - pair) / r)) > abs(b) for r, b in zip(red_x, e_base))
+    # the ratio under +-1 s.e. of test-set noise (every error moves by the same delta)
+    rng_ratio = []
+    for h in held:
+        e = ex.scores(plan["baselines"], h["test_loss"], pair)
+        for d in (-noise, noise):
+            s = ex.errors_under_shift(e, d)
+            best = min(abs(v) for k, v in s.items() if k != law)
+            rng_ratio.append(abs(s[law]) / best)
+    assert rng_ratio[0] == pytest.approx(0.13, abs=5e-3) and rng_ratio[1] == pytest.approx(
+        0.47, abs=5e-3
+    )
+    assert max(rng_ratio) == pytest.approx(0.67, abs=5e-3)  # seed 1, +1 s.e.
