@@ -260,14 +260,29 @@ def baselines(points: Iterable[Mapping], C_new: float) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class PowerLawInC:
+    """:math:`L = E + A C^{-a}`, the GPT-4 form (``floor`` is :math:`E`)."""
+
+    floor: float
+    A: float
+    a: float
+
+    def __call__(self, c):
+        return self.floor + self.A * np.asarray(c, dtype=np.float64) ** -self.a
+
+
 def floored_power_law(
-    points: Iterable[Mapping], floor: float, last_decade: bool = False, last: int | None = None
-):
+    points: Iterable[Mapping],
+    floor: float | None,
+    last_decade: bool = False,
+    last: int | None = None,
+) -> PowerLawInC:
     r"""B5's baseline, the GPT-4 form: :math:`L = E + A C^{-a}` with the known floor
     :math:`E`, fitted (Huber in log space) to the reducible loss of the compute frontier; with
     ``last_decade`` only to its points with :math:`C \ge C_{\max}/10` (the pre-registered
-    window), with ``last=k`` only to its ``k`` points of largest compute. Returns a callable
-    of C."""
+    window), with ``last=k`` only to its ``k`` points of largest compute. ``floor=None``
+    fits :math:`E` too, as the GPT-4 report did (Huber on :math:`\log L`)."""
     front = sorted(frontier_points(points), key=lambda p: p["C"])
     if last_decade:
         c_top = front[-1]["C"]
@@ -277,8 +292,11 @@ def floored_power_law(
             raise ValueError(f"last must be between 2 and {len(front)} frontier points, got {last}")
         front = front[-last:]
     C, L = columns(front, "C", "L")
+    if floor is None:
+        fit = fit_power_law(C, L, irreducible=True)
+        return PowerLawInC(fit.E, fit.A, fit.alpha)
     fit = fit_power_law(C, L - floor, irreducible=False)
-    return lambda c: floor + fit(c)
+    return PowerLawInC(float(floor), fit.A, fit.alpha)
 
 
 def window_sweep(
