@@ -938,6 +938,8 @@ def test_the_exact_remeasurement_of_the_64x_runs_on_the_page():
     assert noise == pytest.approx(0.036, abs=5e-4)
     assert np.all(np.abs(np.log(red_s / red_x)) < noise)  # within one s.e. of the formula
     assert red_x.std(ddof=1) / red_x.mean() == pytest.approx(0.005, abs=5e-4)  # "0.5 %"
+    # "the sampled test set had moved them by at most 0.016"
+    assert np.abs(np.log(red_s / red_x)).max() == pytest.approx(0.016, abs=5e-4)
     law = "Chinchilla law (approach 3)"
     base = "power law in C, known floor, last decade"
     e_law = [float(np.log((plan["baselines"][law] - pair) / r)) for r in red_x]
@@ -1019,3 +1021,28 @@ def test_the_gpt4_form_with_its_floor_fitted():
     assert float(known(plan["run"]["C"])) == pytest.approx(
         plan["baselines"]["power law in C, known floor, last decade"], rel=1e-12
     )
+
+
+def test_fresh_source_config_and_protocol():
+    """The clean test changes only the source and sampling seeds, and its protocol records
+    the commit and the time."""
+    import json
+    import re
+    from importlib.resources import files
+
+    base = json.loads((files("scalinglab") / "records" / f"{ex.SWEEP}.config.json").read_text())
+    cfg = ex.fresh_sweep_config(base)
+    assert (cfg["dataset"]["source_seed"], cfg["dataset"]["seed"]) == (1, 1)
+    assert (base["dataset"]["source_seed"], base["dataset"]["seed"]) == (0, 0)
+    for k in ("grid", "training", "task", "model"):
+        assert cfg[k] == base[k]
+    same = {k: v for k, v in cfg["dataset"].items() if k not in ("source_seed", "seed")}
+    assert same == {k: v for k, v in base["dataset"].items() if k not in ("source_seed", "seed")}
+    assert "python -m scalinglab.extrapolation fresh" in cfg["description"]
+    # another source: other codes and answers, the same frequencies and floor
+    a, b = ex.zipf_source(base), ex.zipf_source(cfg)
+    assert not np.array_equal(a.targets, b.targets) and a.floor == b.floor
+    assert np.array_equal(a.probs, b.probs)
+    proto = ex.fresh_protocol()
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", proto["recipe_commit"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", proto["written_at"])
