@@ -1046,3 +1046,85 @@ def test_fresh_source_config_and_protocol():
     proto = ex.fresh_protocol()
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", proto["recipe_commit"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", proto["written_at"])
+
+
+def test_the_clean_test_on_a_fresh_source():
+    """Review 3, S-1: the frozen recipe on a fresh source. The plan is what the recipe gives
+    from the fresh sweep (baselines and bootstrap included), the runs follow it and carry
+    the commit and time they started at, and the page's numbers. Printed values pinned to
+    their rounding (deterministic records); the verdicts ("fails", "equals", "inside")
+    hold with margins above the seeds' spread (about 0.01 in log here)."""
+    folder, cfg, rec = _shipped()
+    import json
+    import re
+
+    fcfg = cfg(ex.FRESH_SWEEP)
+    assert fcfg == ex.fresh_sweep_config(cfg(ex.SWEEP))  # only the seeds changed
+    exact_floor, pair = ex.floors(fcfg)
+    assert pair == pytest.approx(0.9952, abs=5e-5) and pair > exact_floor
+    proto = json.loads((folder / f"{ex.FRESH64}.protocol.json").read_text())
+    plan = json.loads((folder / f"{ex.FRESH64}.plan.json").read_text())
+    held = sorted(rec(ex.FRESH64), key=lambda r: r["seed"])
+    # the order of the protocol, the plan and the runs, by the times written into them
+    assert proto["written_at"] < plan["planned_at"] < held[0]["train_started_at"]
+    for c in (proto["recipe_commit"], plan["recipe_commit"], held[0]["train_commit"]):
+        assert re.fullmatch(r"[0-9a-f]{40}", c)
+    again = ex.plan_held_out64(rec(ex.FRESH_SWEEP), fcfg)["plan"]
+    assert again["run"] == plan["run"] and again["lr"]["lr"] == pytest.approx(plan["lr"]["lr"])
+    for k, v in plan["baselines"].items():
+        assert again["baselines"][k] == pytest.approx(v, rel=1e-9)
+    for k in ("L_5", "L_50", "L_95"):
+        assert again["bootstrap"][k] == pytest.approx(plan["bootstrap"][k], rel=1e-9)
+    hc = cfg(ex.FRESH64)
+    assert hc["grid"]["widths"] == [plan["run"]["width"]] and hc["grid"]["seeds"] == [0, 1, 2]
+    assert hc["dataset"]["source_seed"] == 1 and hc["dataset"]["n_train"] == plan["run"]["D"]
+    assert [r["seed"] for r in held] == [0, 1, 2]
+    for r in held:
+        assert r["examples_seen"] == plan["run"]["D"] and r["lr"] == round(plan["lr"]["lr"], 6)
+    assert (plan["run"]["width"], plan["run"]["D"]) == (136, 4511488)  # "the same run"
+    assert plan["law"]["alpha"] == pytest.approx(0.72, abs=0.005)
+    assert plan["law"]["beta"] == pytest.approx(0.38, abs=0.005)
+    assert plan["lr"]["lr"] == pytest.approx(0.0044, abs=5e-5)
+    law, last = "Chinchilla law (approach 3)", "power law in C, known floor, last decade"
+    e_law, ratios, e_x, r_x = [], [], [], []
+    for r in held:
+        e = ex.scores(plan["baselines"], r["test_loss"], pair)
+        best = min(abs(v) for k, v in e.items() if k != law)
+        assert best == abs(e[last])
+        e_law.append(e[law])
+        ratios.append(abs(e[law]) / best)
+        red_x = r["exact_loss"] - r["exact_floor"]
+        xl, xb = (np.log((plan["baselines"][k] - pair) / red_x) for k in (law, last))
+        e_x.append(xl)
+        r_x.append(abs(xl / xb))
+    assert e_law == pytest.approx([-0.095, -0.083, -0.091], abs=5e-4)
+    e0 = ex.scores(plan["baselines"], held[0]["test_loss"], pair)
+    assert e0[last] == pytest.approx(-0.150, abs=5e-4)
+    assert ratios == pytest.approx([0.64, 0.60, 0.63], abs=5e-3)
+    assert min(ratios) > 1 / 3 + 0.2  # "fails", by more than the seeds move it
+    assert all(abs(e) <= 0.15 for e in e_law)
+    assert e_x == pytest.approx([-0.14, -0.13, -0.14], abs=5e-3)
+    assert all(abs(e) <= 0.15 for e in e_x)  # "just inside 0.15"
+    assert min(r_x) == pytest.approx(0.70, abs=5e-3) and max(r_x) == pytest.approx(0.72, abs=5e-3)
+    pts = ex.well_tuned(p for p in ex.tuned_points(rec(ex.FRESH_SWEEP)) if p["seed"] == 0)
+    assert len(pts) == 50
+    front = _brute_frontier(pts)
+    assert len(front) == 18 and sum(p["C"] >= front[-1]["C"] / 10 for p in front) == 7
+    win = ex.window_sweep(pts, pair, plan["run"]["C"])
+    assert sorted(win) == list(range(3, 19))
+    med = float(
+        np.median([abs(ex.scores({"l": v}, held[0]["test_loss"], pair)["l"]) for v in win.values()])
+    )
+    assert med == pytest.approx(0.094, abs=5e-4)
+    assert abs(med - abs(e_law[0])) < 0.01  # "equals the law's"
+    lo, hi = (
+        ex.scores({"l": plan["bootstrap"][k]}, held[0]["test_loss"], pair)["l"]
+        for k in ("L_5", "L_95")
+    )
+    assert lo == pytest.approx(-0.24, abs=5e-3) and hi == pytest.approx(-0.01, abs=5e-3)
+    assert lo < e_law[0] < hi
+    red_s = held[0]["test_loss"] - pair
+    red_x0 = held[0]["exact_loss"] - held[0]["exact_floor"]
+    noise = ex.reducible_noise_log(red_s, fcfg["dataset"]["n_test"], 16, 0.2)
+    assert 1 - red_s / red_x0 == pytest.approx(0.05, abs=0.005)  # "5 % below the exact one"
+    assert -np.log(red_s / red_x0) / noise == pytest.approx(1.3, abs=0.05)
