@@ -604,8 +604,6 @@ def test_the_pre_registered_64x_numbers_of_the_page():
     assert ratios[1] == pytest.approx(0.43, abs=0.005) and ratios[2] == pytest.approx(
         0.40, abs=0.005
     )
-    assert min(1 / r for r in ratios) == pytest.approx(2.35, abs=0.06)  # "2.4 to 3.6"
-    assert max(1 / r for r in ratios) == pytest.approx(3.6, abs=0.05)
     red = np.array([r["test_loss"] - pair for r in held])
     assert red.std(ddof=1) / red.mean() == pytest.approx(0.016, abs=0.001)  # "1.6 %"
     bs = plan["bootstrap"]
@@ -614,10 +612,519 @@ def test_the_pre_registered_64x_numbers_of_the_page():
     )
     assert lo == pytest.approx(-0.27, abs=0.005) and abs(hi) < 0.005  # "-0.27 to 0.00"
     assert mid == pytest.approx(-0.10, abs=0.005) and lo < -0.15  # beyond the target
+    assert mid < law_e[0] - 0.02  # "biased low: its median below the point estimate's -0.076"
+    assert hi - lo == pytest.approx(0.27, abs=0.005)  # "read it as a width, 0.27"
     assert all(lo < e < hi for e in law_e)  # the measured errors sit inside
     noise = ex.reducible_noise_log(red[0], config["dataset"]["n_test"], 16, 0.2)
     assert noise == pytest.approx(0.04, abs=0.005)  # "about +-0.04"
-    # the residual drift, visible before training, pointed at this sign and size
-    drift = ex.residual_drift(pts, law, 128)
-    slope, icpt = np.polyfit(np.log([d for d, _ in drift]), [r for _, r in drift], 1)
-    assert icpt + slope * np.log(plan["run"]["D"]) < 0
+    # the residual drift (a post hoc argument: not in the plan), continued in log D to the
+    # 64x run's D: -0.11 for width 128, close to the measured errors; -0.16 for width 256
+    extra = {}
+    for w in (128, 256):
+        drift = ex.residual_drift(pts, law, w)
+        slope, icpt = np.polyfit(np.log([d for d, _ in drift]), [r for _, r in drift], 1)
+        extra[w] = icpt + slope * np.log(plan["run"]["D"])
+    assert extra[128] == pytest.approx(-0.106, abs=5e-4) and extra[256] == pytest.approx(
+        -0.16, abs=5e-3
+    )
+    assert min(law_e) - 0.01 < extra[128] < max(law_e) + 0.04  # "close to the measured errors"
+    # S-1: the 64x run against the 32x run that shaped the recipe
+    h32 = next(r for r in rec(ex.HELD_OUT) if r["final"])
+    assert plan["run"]["C"] / h32["flops"] == pytest.approx(2.0, abs=0.005)
+    assert plan["run"]["D"] / h32["examples_seen"] == pytest.approx(1.60, abs=0.005)
+    assert plan["run"]["N"] / h32["n_params"] == pytest.approx(1.25, abs=0.005)
+
+
+# ------------------------------------------------------------------ review 3: B-1 and S-2
+def _huber_line_reference(C, L, floor):
+    """Independent fit of the GPT-4 form with the known floor: scipy's least_squares with its
+    own Huber loss (``f_scale`` = the package's delta) on log(L - floor) = a - b log C.
+    Returns ``(predict, objective)``: the prediction at C and the Huber objective at a
+    parameter pair (scipy.special.huber), to compare minimisers where the loss is flat."""
+    from scipy.special import huber
+
+    from scalinglab.fitting import HUBER_DELTA
+
+    x, y = np.log(np.asarray(C, float)), np.log(np.asarray(L, float) - floor)
+    slope, icpt = np.polyfit(x, y, 1)
+    res = optimize.least_squares(
+        lambda th: th[0] - th[1] * x - y,
+        [icpt, -slope],
+        loss="huber",
+        f_scale=HUBER_DELTA,
+        xtol=1e-15,
+        ftol=1e-15,
+        gtol=1e-15,
+    )
+
+    def objective(a, b):
+        return float(huber(HUBER_DELTA, a - b * x - y).sum())
+
+    return (lambda c: floor + np.exp(res.x[0] - res.x[1] * np.log(c))), objective, res.x
+
+
+def _brute_frontier(points):
+    """The compute frontier by brute force: the distinct points that no other point beats
+    (at most their compute and loss, lower in one); a duplicate counts once."""
+    distinct = {(p["C"], p["L"]): p for p in points}
+    return sorted(
+        (
+            p
+            for (c, loss), p in distinct.items()
+            if not any(c2 <= c and l2 <= loss and (c2, l2) != (c, loss) for c2, l2 in distinct)
+        ),
+        key=lambda p: p["C"],
+    )
+
+
+def test_window_sweep_fits_the_last_k_frontier_points_as_scipy_does():
+    """Synthetic sweep: a floored power law in C with noise, points off the frontier too."""
+    rng = np.random.default_rng(4)
+    pts = []
+    for C in np.geomspace(1e6, 1e10, 24):
+        for extra in (1.0, 1.3):  # a worse point at the same compute: never on the frontier
+            L = 1.0 + extra * 5.0 * C**-0.2 * np.exp(rng.normal(0, 0.03))
+            pts.append({"C": float(C), "L": float(L)})
+    front = _brute_frontier(pts)
+    assert [p["C"] for p in ex.frontier_points(pts)] == [p["C"] for p in front]
+    sweep = ex.window_sweep(pts, 1.0, 1e11)
+    assert sorted(sweep) == list(range(3, len(front) + 1))
+    for k, pred in sweep.items():
+        ref, objective, (a, b) = _huber_line_reference(
+            [p["C"] for p in front[-k:]], [p["L"] for p in front[-k:]], 1.0
+        )
+        fit = ex.floored_power_law(pts, 1.0, last=k)
+        # the package's fit reaches scipy's minimum of the same Huber objective
+        a_pkg = np.log(fit(1.0) - 1.0)  # log A (C = 1)
+        b_pkg = a_pkg - np.log(fit(np.e) - 1.0)
+        assert objective(a_pkg, b_pkg) == pytest.approx(objective(a, b), rel=1e-6, abs=1e-12)
+        if (
+            abs(objective(a_pkg, b_pkg) - objective(a, b)) < 1e-12
+            and abs(np.log((pred - 1) / (ref(1e11) - 1))) > 1e-3
+        ):
+            continue  # a flat minimum (the Huber loss is nearly L1): both are minimisers
+        assert np.log((pred - 1) / (ref(1e11) - 1)) == pytest.approx(0, abs=1e-3)
+    last5 = ex.floored_power_law(pts, 1.0, last=5)(1e11)
+    assert sweep[5] == last5
+    with pytest.raises(ValueError):
+        ex.floored_power_law(pts, 1.0, last=1)
+    with pytest.raises(ValueError):
+        ex.floored_power_law(pts, 1.0, last=len(front) + 1)
+    # the last-decade window is the points within a factor 10 of the largest compute
+    n_dec = sum(p["C"] >= front[-1]["C"] / 10 * (1 - 1e-9) for p in front)
+    assert ex.floored_power_law(pts, 1.0, last_decade=True)(1e11) == pytest.approx(
+        ex.floored_power_law(pts, 1.0, last=n_dec)(1e11), rel=1e-9
+    )
+
+
+def test_errors_under_shift_move_every_error_together():
+    e = {"law": -0.076, "base": 0.276}
+    s = ex.errors_under_shift(e, 0.036)
+    assert s == pytest.approx({"law": -0.112, "base": 0.240})
+    # the same as scaling the measured reducible loss by e^delta
+    pred, meas = 1.2, 1.1
+    r = np.log((pred - 1) / (meas - 1))
+    assert ex.errors_under_shift({"x": r}, 0.036)["x"] == pytest.approx(
+        np.log((pred - 1) / ((meas - 1) * np.exp(0.036)))
+    )
+
+
+def test_the_baseline_window_table_and_its_bootstrap_of_the_page():
+    """Review 3, B-1: the pre-registered baseline (GPT-4 form, known floor, the frontier's last
+    decade: 5 points) against the same form on the last k frontier points, k = 3 to 20, at
+    the 32x run and the 64x runs; checked against scipy's Huber fit on a brute-force
+    frontier. The page's statements: k = 5 is the worst window from 3 to 18 points at both
+    budgets; for 6 to 16 points the 64x miss is 0.03 to 0.09 (seed 0), below the law's for
+    9 to 13; the median |error| over all windows about ties with the law's. Tolerances: the
+    records are deterministic, so printed values are pinned to their rounding; the
+    statements hold with margins larger than the seeds' spread (0.03 in log, 64x seeds)."""
+    folder, cfg, rec = _shipped()
+    import json
+
+    _, pair = ex.floors(cfg(ex.SWEEP))
+    pts = ex.well_tuned(p for p in ex.tuned_points(rec(ex.SWEEP)) if p["seed"] == 0)
+    plan = json.loads((folder / f"{ex.HELD_OUT64}.plan.json").read_text())
+    held64 = sorted((r for r in rec(ex.HELD_OUT64) if r["final"]), key=lambda r: r["seed"])
+    held32 = next(r for r in rec(ex.HELD_OUT) if r["final"])
+    front = _brute_frontier(pts)
+    assert len(front) == 20
+    w64, w32 = (
+        ex.window_sweep(pts, pair, plan["run"]["C"]),
+        ex.window_sweep(pts, pair, held32["flops"]),
+    )
+    assert sorted(w64) == list(range(3, 21))
+    # the pre-registered baseline is the k = 5 window
+    assert w64[5] == pytest.approx(plan["baselines"]["power law in C, known floor, last decade"])
+    assert w64[20] == pytest.approx(plan["baselines"]["power law in C, known floor"])
+
+    def err(pred, L):
+        return float(np.log((pred - pair) / (L - pair)))
+
+    flat = []
+    for k in w64:  # each window against scipy on the brute-force frontier
+        ref, objective, (a, b) = _huber_line_reference(
+            [p["C"] for p in front[-k:]], [p["L"] for p in front[-k:]], pair
+        )
+        fit = ex.floored_power_law(pts, pair, last=k)
+        a_pkg = np.log(fit(1.0) - pair)
+        b_pkg = a_pkg - np.log(fit(np.e) - pair)
+        assert objective(a_pkg, b_pkg) == pytest.approx(objective(a, b), rel=1e-9)
+        d = abs(
+            err(w64[k], held64[0]["test_loss"]) - err(ref(plan["run"]["C"]), held64[0]["test_loss"])
+        )
+        if d > 1e-3:  # the same Huber objective at another line: a flat minimum
+            flat.append((k, round(err(ref(plan["run"]["C"]), held64[0]["test_loss"]), 2)))
+        else:
+            assert err(w32[k], held32["test_loss"]) == pytest.approx(
+                err(ref(held32["flops"]), held32["test_loss"]), abs=1e-3
+            )
+    # the Huber loss with delta = 1e-3 is nearly L1: on an even split the line is not unique.
+    # Where it is not (k = 4 and 7 here) the page gives scipy's minimiser too.
+    assert flat == [(4, -0.13), (7, 0.07)]
+    e32 = {k: err(v, held32["test_loss"]) for k, v in w32.items()}
+    e64 = {k: [err(v, r["test_loss"]) for r in held64] for k, v in w64.items()}
+    law64 = [err(plan["run"]["L_pred"], r["test_loss"]) for r in held64]
+    assert e32[5] == pytest.approx(0.240, abs=5e-4) and e64[5][0] == pytest.approx(0.276, abs=5e-4)
+    for e in (e32, {k: v[0] for k, v in e64.items()}):
+        worst = max(range(3, 19), key=lambda k: abs(e[k]))
+        assert worst == 5  # "the worst of the windows from 3 to 18 points, at both budgets"
+    mid = [abs(e64[k][0]) for k in range(6, 17)]
+    assert min(mid) == pytest.approx(0.031, abs=5e-4) and max(mid) == pytest.approx(0.089, abs=5e-4)
+    for s in range(3):  # "better than the law's for 9 to 13 points", every seed
+        assert all(abs(e64[k][s]) < abs(law64[s]) for k in range(9, 14))
+    med = float(np.median([abs(v[0]) for v in e64.values()]))
+    assert med == pytest.approx(0.084, abs=5e-4)  # "0.084 against the law's 0.076": a tie
+    assert abs(med - abs(law64[0])) < 0.03  # within the seeds' spread of the law's error
+    assert e64[20][0] == pytest.approx(-0.343, abs=5e-4)  # all 20 points (pre-registered too)
+    # the bootstrap of the pre-registered baseline, on the resamples of the law's interval
+    boot = ex.bootstrap_baseline(pts, pair, plan["run"]["C"])
+    assert boot.shape == (200,) and not np.isnan(boot).any()
+    eb = np.log((boot - pair) / (held64[0]["test_loss"] - pair))
+    lo, mid_b, hi = np.percentile(eb, [5, 50, 95])
+    assert lo == pytest.approx(-0.28, abs=0.005) and hi == pytest.approx(0.36, abs=0.005)
+    fail = int(np.sum(np.abs(eb) < 3 * abs(law64[0])))
+    assert fail == 133  # "in 133 of the 200 resamples (two in three) the 1/3 criterion fails"
+    # independent: the first resamples redrawn with numpy and refitted by scipy
+    rng = np.random.default_rng(0)
+    for b in range(4):
+        sample = [pts[i] for i in rng.integers(0, len(pts), len(pts))]
+        fr = _brute_frontier(sample)
+        fr = [p for p in fr if p["C"] >= fr[-1]["C"] / 10 * (1 - 1e-9)]
+        ref, objective, (a, bb) = _huber_line_reference(
+            [p["C"] for p in fr], [p["L"] for p in fr], pair
+        )
+        fit = ex.floored_power_law(sample, pair, last_decade=True)
+        assert float(fit(plan["run"]["C"])) == pytest.approx(boot[b], rel=1e-12)
+        a_pkg = np.log(fit(1.0) - pair)
+        assert objective(a_pkg, a_pkg - np.log(fit(np.e) - pair)) == pytest.approx(
+            objective(a, bb), rel=1e-9
+        )
+    # with least squares in place of the Huber loss, the same 5 points miss by +0.14 and the
+    # law's error is 0.55 of that: the 1/3 criterion rests on the loss as well as the window
+    x = np.log([p["C"] for p in front[-5:]])
+    y = np.log([p["L"] - pair for p in front[-5:]])
+    ols = pair + np.exp(np.polyval(np.polyfit(x, y, 1), np.log(plan["run"]["C"])))
+    e_ols = err(ols, held64[0]["test_loss"])
+    assert e_ols == pytest.approx(0.138, abs=5e-4) and abs(law64[0]) / e_ols == pytest.approx(
+        0.55, abs=0.005
+    )
+
+
+def test_exact_losses_match_soft_label_cross_entropy_over_all_facts():
+    """The exact expected loss of trained members against torch's cross-entropy with the
+    answer distribution as soft targets, weighted by the facts' frequencies (no
+    ZipfLookup.expected_loss), and against a large sample."""
+    import torch.nn.functional as F
+
+    from scalinglab.engine.ensemble import MLPEnsemble
+
+    src = ZipfLookup(n_facts=300, n_bits=10, n_classes=8, zipf_exponent=1.5, noise=0.2, seed=5)
+    ens = MLPEnsemble(10, [6, 12], 2, 8, [0, 1])
+    got = ex.exact_losses(src, ens)
+    x = torch.as_tensor(src.codes)
+    soft = torch.full((300, 8), 0.2 / 8, dtype=torch.float64)
+    soft[torch.arange(300), torch.as_tensor(src.targets)] += 0.8
+    for m in range(2):
+        with torch.no_grad():
+            logits = ens.member(m)(x).double()
+        per_fact = F.cross_entropy(logits, soft, reduction="none").numpy()
+        assert got[m] == pytest.approx(float(src.probs @ per_fact), rel=1e-6)
+        # a sampled test set of 400,000 questions agrees within 4 standard errors
+        items, y = src.sample(400_000, np.random.default_rng(m))
+        with torch.no_grad():
+            ll = F.cross_entropy(logits[items], torch.as_tensor(y), reduction="none").numpy()
+        assert abs(ll.mean() - got[m]) < 4 * ll.std() / np.sqrt(ll.size)
+    assert (
+        ex.zipf_source(
+            {
+                "dataset": {
+                    "n_facts": 300,
+                    "n_bits": 10,
+                    "n_classes": 8,
+                    "zipf_exponent": 1.5,
+                    "noise": 0.2,
+                    "source_seed": 5,
+                }
+            }
+        ).targets.tolist()
+        == src.targets.tolist()
+    )
+
+
+def test_remeasure_exact_retrains_the_same_models():
+    """On a small config: the re-measurement's test losses are run_config's (the same models),
+    and its exact losses are those of the trained ensemble (captured with on_trained)."""
+    import copy
+    import json
+    from importlib.resources import files
+
+    from scalinglab.engine.sweep import iter_sweep
+    from scalinglab.engine.sweep_config import prepare_sweep
+
+    cfg = json.loads((files("scalinglab") / "records" / f"{ex.HELD_OUT64}.config.json").read_text())
+    cfg["dataset"].update(n_train=2048, n_facts=4096, n_test=2048)
+    cfg["grid"].update(widths=[8], n_train=[2048], seeds=[0, 1])
+    got = ex.remeasure_exact(cfg)
+    grid, data, task, training = prepare_sweep(copy.deepcopy(cfg))
+    captured = []
+    ref = [
+        r
+        for r in iter_sweep(
+            grid,
+            data,
+            task,
+            device="cpu",
+            progress=False,
+            on_trained=lambda g, e: captured.append(copy.deepcopy(e)),
+            **training,
+        )
+        if r["final"]
+    ]
+    assert [r["test_loss"] for r in got] == [r["test_loss"] for r in ref]
+    src = ex.zipf_source(cfg)
+    assert [r["exact_loss"] for r in got] == pytest.approx(ex.exact_losses(src, captured[0]))
+    assert all(r["exact_floor"] == src.floor for r in got)
+    assert all(r["exact_loss"] > src.floor for r in got)
+
+
+def test_the_exact_remeasurement_of_the_64x_runs_on_the_page():
+    """Review 3, S-2: the three pre-registered runs retrained (the same models: their sampled
+    test losses are the shipped ones, bit for bit) and measured with the exact expected loss.
+    The page: law's errors -0.079, -0.090, -0.085 on the exact reducible loss; 0.29, 0.34,
+    0.32 of the pre-registered baseline's; the sampled and exact reducible losses differ by
+    less than the test-set noise; seed s.d. 0.5 % of the exact reducible loss; the ratio under
+    +-1 s.e. of test-set noise 0.13 to 0.47 (seed 0). Values pinned to their rounding (the
+    records are deterministic)."""
+    folder, cfg, rec = _shipped()
+    import json
+
+    config = cfg(ex.SWEEP)
+    exact_floor, pair = ex.floors(config)
+    plan = json.loads((folder / f"{ex.HELD_OUT64}.plan.json").read_text())
+    c64, cx = cfg(ex.HELD_OUT64), cfg(ex.HELD_OUT64_EXACT)
+    assert {k: v for k, v in cx.items() if k != "description"} == {
+        k: v for k, v in c64.items() if k != "description"
+    }  # the same runs: nothing re-chosen
+    assert "python -m scalinglab.extrapolation exact64" in cx["description"]
+    held = sorted((r for r in rec(ex.HELD_OUT64) if r["final"]), key=lambda r: r["seed"])
+    exact = sorted(rec(ex.HELD_OUT64_EXACT), key=lambda r: r["seed"])
+    assert [r["seed"] for r in exact] == [0, 1, 2]
+    for r, h in zip(exact, held, strict=True):
+        assert r["test_loss"] == h["test_loss"] and r["n_params"] == h["n_params"]
+        assert r["exact_floor"] == pytest.approx(exact_floor, rel=1e-12)
+    red_x = np.array([r["exact_loss"] - r["exact_floor"] for r in exact])
+    red_s = np.array([r["test_loss"] - pair for r in held])
+    noise = ex.reducible_noise_log(red_s[0], config["dataset"]["n_test"], 16, 0.2)
+    assert noise == pytest.approx(0.036, abs=5e-4)
+    assert np.all(np.abs(np.log(red_s / red_x)) < noise)  # within one s.e. of the formula
+    assert red_x.std(ddof=1) / red_x.mean() == pytest.approx(0.005, abs=5e-4)  # "0.5 %"
+    # "the sampled test set had moved them by at most 0.016"
+    assert np.abs(np.log(red_s / red_x)).max() == pytest.approx(0.016, abs=5e-4)
+    law = "Chinchilla law (approach 3)"
+    base = "power law in C, known floor, last decade"
+    e_law = [float(np.log((plan["baselines"][law] - pair) / r)) for r in red_x]
+    e_base = [float(np.log((plan["baselines"][base] - pair) / r)) for r in red_x]
+    assert e_law == pytest.approx([-0.079, -0.090, -0.085], abs=5e-4)
+    assert e_base == pytest.approx([0.273, 0.263, 0.268], abs=5e-4)
+    ratios = [abs(a) / abs(b) for a, b in zip(e_law, e_base, strict=True)]
+    assert ratios == pytest.approx([0.29, 0.34, 0.32], abs=5e-3)
+    # the other baselines stay worse on the exact loss too
+    for k, v in plan["baselines"].items():
+        if k not in (law, base) and v > pair:
+            assert all(abs(np.log((v - pair) / r)) > abs(b) for r, b in zip(red_x, e_base))
+    # the ratio under +-1 s.e. of test-set noise (every error moves by the same delta)
+    rng_ratio = []
+    for h in held:
+        e = ex.scores(plan["baselines"], h["test_loss"], pair)
+        for d in (-noise, noise):
+            s = ex.errors_under_shift(e, d)
+            best = min(abs(v) for k, v in s.items() if k != law)
+            rng_ratio.append(abs(s[law]) / best)
+    assert rng_ratio[0] == pytest.approx(0.13, abs=5e-3) and rng_ratio[1] == pytest.approx(
+        0.47, abs=5e-3
+    )
+    assert max(rng_ratio) == pytest.approx(0.67, abs=5e-3)  # seed 1, +1 s.e.
+
+
+def test_the_gpt4_form_with_its_floor_fitted():
+    """Review 3, m6: GPT-4 fitted its floor. Fitted freely to the frontier (all 20 points,
+    and the last 5), the form's floor lands far from the paired floor and its prediction of
+    the 64x run fails (the page: c = 1.063, +0.80; c = 0.000, -1.13). Checked against
+    scipy's Huber fit of the three-parameter form from several starts."""
+    from scipy.special import huber
+
+    from scalinglab.fitting import HUBER_DELTA
+
+    folder, cfg, rec = _shipped()
+    import json
+
+    _, pair = ex.floors(cfg(ex.SWEEP))
+    pts = ex.well_tuned(p for p in ex.tuned_points(rec(ex.SWEEP)) if p["seed"] == 0)
+    plan = json.loads((folder / f"{ex.HELD_OUT64}.plan.json").read_text())
+    L0 = next(r for r in rec(ex.HELD_OUT64) if r["final"] and r["seed"] == 0)["test_loss"]
+    front = _brute_frontier(pts)
+    got = {}
+    for k in (20, 5):
+        fit = ex.floored_power_law(pts, None, last=k)
+        C = np.array([p["C"] for p in front[-k:]])
+        L = np.array([p["L"] for p in front[-k:]])
+
+        def objective(th, C=C, L=L):  # (log E, log A, a), as the package parametrises it
+            return huber(
+                HUBER_DELTA, np.log(np.exp(th[0]) + np.exp(th[1]) * C ** -th[2]) - np.log(L)
+            ).sum()
+
+        best = min(
+            (
+                optimize.minimize(
+                    objective,
+                    [np.log(e0), np.log(a0), a],
+                    method="Nelder-Mead",
+                    options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 40000},
+                )
+                for e0 in (1e-6, 0.5, 0.9)
+                for a0, a in ((10.0, 0.1), (1e3, 0.4), (1.0, 0.02))
+            ),
+            key=lambda r: r.fun,
+        )
+        pkg = objective([np.log(max(fit.floor, 1e-300)), np.log(fit.A), fit.a])
+        assert pkg <= best.fun * (1 + 1e-6) + 1e-12  # the package reaches scipy's best or better
+        got[k] = (fit.floor, float(ex.scores({"l": fit(plan["run"]["C"])}, L0, pair)["l"]))
+    assert got[20][0] == pytest.approx(1.063, abs=5e-4) and got[20][1] == pytest.approx(
+        0.80, abs=5e-3
+    )
+    assert got[20][0] > L0  # a floor above the measured loss of the run it predicts
+    assert got[5][0] < 5e-4 and got[5][1] == pytest.approx(-1.13, abs=5e-3)
+    # with the known floor the same form is the pre-registered baseline
+    known = ex.floored_power_law(pts, pair, last_decade=True)
+    assert known.floor == pair
+    assert float(known(plan["run"]["C"])) == pytest.approx(
+        plan["baselines"]["power law in C, known floor, last decade"], rel=1e-12
+    )
+
+
+def test_fresh_source_config_and_protocol():
+    """The clean test changes only the source and sampling seeds, and its protocol records
+    the commit and the time."""
+    import json
+    import re
+    from importlib.resources import files
+
+    base = json.loads((files("scalinglab") / "records" / f"{ex.SWEEP}.config.json").read_text())
+    cfg = ex.fresh_sweep_config(base)
+    assert (cfg["dataset"]["source_seed"], cfg["dataset"]["seed"]) == (1, 1)
+    assert (base["dataset"]["source_seed"], base["dataset"]["seed"]) == (0, 0)
+    for k in ("grid", "training", "task", "model"):
+        assert cfg[k] == base[k]
+    same = {k: v for k, v in cfg["dataset"].items() if k not in ("source_seed", "seed")}
+    assert same == {k: v for k, v in base["dataset"].items() if k not in ("source_seed", "seed")}
+    assert "python -m scalinglab.extrapolation fresh" in cfg["description"]
+    # another source: other codes and answers, the same frequencies and floor
+    a, b = ex.zipf_source(base), ex.zipf_source(cfg)
+    assert not np.array_equal(a.targets, b.targets) and a.floor == b.floor
+    assert np.array_equal(a.probs, b.probs)
+    proto = ex.fresh_protocol()
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", proto["recipe_commit"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", proto["written_at"])
+
+
+def test_the_clean_test_on_a_fresh_source():
+    """Review 3, S-1: the frozen recipe on a fresh source. The plan is what the recipe gives
+    from the fresh sweep (baselines and bootstrap included), the runs follow it and carry
+    the commit and time they started at, and the page's numbers. Printed values pinned to
+    their rounding (deterministic records); the verdicts ("fails", "equals", "inside")
+    hold with margins above the seeds' spread (about 0.01 in log here)."""
+    folder, cfg, rec = _shipped()
+    import json
+    import re
+
+    fcfg = cfg(ex.FRESH_SWEEP)
+    assert fcfg == ex.fresh_sweep_config(cfg(ex.SWEEP))  # only the seeds changed
+    exact_floor, pair = ex.floors(fcfg)
+    assert pair == pytest.approx(0.9952, abs=5e-5) and pair > exact_floor
+    proto = json.loads((folder / f"{ex.FRESH64}.protocol.json").read_text())
+    plan = json.loads((folder / f"{ex.FRESH64}.plan.json").read_text())
+    held = sorted(rec(ex.FRESH64), key=lambda r: r["seed"])
+    # the order of the protocol, the plan and the runs, by the times written into them
+    assert proto["written_at"] < plan["planned_at"] < held[0]["train_started_at"]
+    for c in (proto["recipe_commit"], plan["recipe_commit"], held[0]["train_commit"]):
+        assert re.fullmatch(r"[0-9a-f]{40}", c)
+    again = ex.plan_held_out64(rec(ex.FRESH_SWEEP), fcfg)["plan"]
+    assert again["run"] == plan["run"] and again["lr"]["lr"] == pytest.approx(plan["lr"]["lr"])
+    for k, v in plan["baselines"].items():
+        assert again["baselines"][k] == pytest.approx(v, rel=1e-9)
+    for k in ("L_5", "L_50", "L_95"):
+        assert again["bootstrap"][k] == pytest.approx(plan["bootstrap"][k], rel=1e-9)
+    hc = cfg(ex.FRESH64)
+    assert hc["grid"]["widths"] == [plan["run"]["width"]] and hc["grid"]["seeds"] == [0, 1, 2]
+    assert hc["dataset"]["source_seed"] == 1 and hc["dataset"]["n_train"] == plan["run"]["D"]
+    assert [r["seed"] for r in held] == [0, 1, 2]
+    for r in held:
+        assert r["examples_seen"] == plan["run"]["D"] and r["lr"] == round(plan["lr"]["lr"], 6)
+    assert (plan["run"]["width"], plan["run"]["D"]) == (136, 4511488)  # "the same run"
+    assert plan["law"]["alpha"] == pytest.approx(0.72, abs=0.005)
+    assert plan["law"]["beta"] == pytest.approx(0.38, abs=0.005)
+    assert plan["lr"]["lr"] == pytest.approx(0.0044, abs=5e-5)
+    law, last = "Chinchilla law (approach 3)", "power law in C, known floor, last decade"
+    e_law, ratios, e_x, r_x = [], [], [], []
+    for r in held:
+        e = ex.scores(plan["baselines"], r["test_loss"], pair)
+        best = min(abs(v) for k, v in e.items() if k != law)
+        assert best == abs(e[last])
+        e_law.append(e[law])
+        ratios.append(abs(e[law]) / best)
+        red_x = r["exact_loss"] - r["exact_floor"]
+        xl, xb = (np.log((plan["baselines"][k] - pair) / red_x) for k in (law, last))
+        e_x.append(xl)
+        r_x.append(abs(xl / xb))
+    assert e_law == pytest.approx([-0.095, -0.083, -0.091], abs=5e-4)
+    e0 = ex.scores(plan["baselines"], held[0]["test_loss"], pair)
+    assert e0[last] == pytest.approx(-0.150, abs=5e-4)
+    assert ratios == pytest.approx([0.64, 0.60, 0.63], abs=5e-3)
+    assert min(ratios) > 1 / 3 + 0.2  # "fails", by more than the seeds move it
+    assert all(abs(e) <= 0.15 for e in e_law)
+    assert e_x == pytest.approx([-0.14, -0.13, -0.14], abs=5e-3)
+    assert all(abs(e) <= 0.15 for e in e_x)  # "just inside 0.15"
+    assert min(r_x) == pytest.approx(0.70, abs=5e-3) and max(r_x) == pytest.approx(0.72, abs=5e-3)
+    pts = ex.well_tuned(p for p in ex.tuned_points(rec(ex.FRESH_SWEEP)) if p["seed"] == 0)
+    assert len(pts) == 50
+    front = _brute_frontier(pts)
+    assert len(front) == 18 and sum(p["C"] >= front[-1]["C"] / 10 for p in front) == 7
+    win = ex.window_sweep(pts, pair, plan["run"]["C"])
+    assert sorted(win) == list(range(3, 19))
+    med = float(
+        np.median([abs(ex.scores({"l": v}, held[0]["test_loss"], pair)["l"]) for v in win.values()])
+    )
+    assert med == pytest.approx(0.094, abs=5e-4)
+    assert abs(med - abs(e_law[0])) < 0.01  # "equals the law's"
+    lo, hi = (
+        ex.scores({"l": plan["bootstrap"][k]}, held[0]["test_loss"], pair)["l"]
+        for k in ("L_5", "L_95")
+    )
+    assert lo == pytest.approx(-0.24, abs=5e-3) and hi == pytest.approx(-0.01, abs=5e-3)
+    assert lo < e_law[0] < hi
+    red_s = held[0]["test_loss"] - pair
+    red_x0 = held[0]["exact_loss"] - held[0]["exact_floor"]
+    noise = ex.reducible_noise_log(red_s, fcfg["dataset"]["n_test"], 16, 0.2)
+    assert 1 - red_s / red_x0 == pytest.approx(0.05, abs=0.005)  # "5 % below the exact one"
+    assert -np.log(red_s / red_x0) / noise == pytest.approx(1.3, abs=0.05)

@@ -58,7 +58,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -250,12 +250,16 @@ def iter_sweep(
     skip: Collection[tuple] = (),
     schedule: str = "constant",
     warmup_fraction: float = 0.0,
+    on_trained: Callable[[list[dict], MLPEnsemble], None] | None = None,
 ) -> Iterator[dict]:
     """Like :func:`run_sweep` but yields records group by group (for incremental writing).
 
     ``skip``: :func:`model_id` tuples of models not to train (to resume a sweep).
     ``schedule`` / ``warmup_fraction``: each run's learning-rate schedule over its own steps,
     with ``round(warmup_fraction * steps)`` (at least 1 if the fraction is > 0) warmup steps.
+    ``on_trained(group, ensemble)``: called with each group's points (``width``, ``seed``,
+    ``lr``, ``weight_decay``, ``n_train``, one per member) and its trained ensemble, before
+    its records are yielded (to measure the trained models in ways the records do not).
     """
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
@@ -308,6 +312,8 @@ def iter_sweep(
                 log_at=log_at,
                 device=device,
             )
+            if on_trained is not None:
+                on_trained(group, ens)
             bs = int(hist["batch_size"])
             for m, (point, n_params) in enumerate(zip(group, ens.n_params, strict=True)):
                 flops_per = per_example(point["width"])
