@@ -267,9 +267,7 @@ def train_quanta(
             "subset_seed": subset_seed,
             **({"subset_bits": int(subset_bits)} if subset_bits is not None else {}),
             **(
-                {"schedule": schedule, "final_ratio": final_ratio}
-                if schedule != "constant"
-                else {}
+                {"schedule": schedule, "final_ratio": final_ratio} if schedule != "constant" else {}
             ),
             "batch_size": batch_size,
             "n_params": int(ens.n_params[m]),
