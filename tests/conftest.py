@@ -51,6 +51,8 @@ def _one_torch_thread():
 # at a load average of about 10, so several times their idle time). One list here, so the
 # fast subset is tuned in one place; each gets the `slow` marker at collection.
 SLOW_BY_DURATION = {
+    # re-trains one ensemble of the parameter-law sweep: 9 networks for 16000 steps
+    "test_quanta_params.py::test_smallest_ensemble_regenerates_from_its_config": 70,
     "test_resolution.py::test_converged_mlp_claims_of_the_page": 395,
     "test_resolution.py::test_linear_interpolation_mse_exponent_is_minus_four_over_d": 335,
     "test_resolution.py::test_default_margin_is_wide_enough": 108,

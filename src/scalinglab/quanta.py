@@ -53,6 +53,7 @@ import torch.nn.functional as F
 
 from scalinglab.data.sparse_parity import MultitaskSparseParity, zipf_frequencies
 from scalinglab.engine.ensemble import MLPEnsemble, StackedAdamW, StackedSGD
+from scalinglab.engine.training import lr_factor
 from scalinglab.fitting import fit_loglog_line
 
 RECORDS = Path(__file__).parent / "records"
@@ -180,6 +181,8 @@ def train_quanta(
     optimizer: str = "adamw",
     momentum: float = 0.9,
     subset_bits: int | None = None,
+    schedule: str = "constant",
+    final_ratio: float = 0.1,
 ) -> list[dict]:
     """Train one ensemble of MLPs ``n_tasks + n_bits -> width -> 2`` (one hidden ReLU
     layer, the paper's ``depth=2``) on fresh batches: one member per width and ``(seed, lr)``
@@ -202,7 +205,16 @@ def train_quanta(
     subtask (the same set for every member). ``subset_bits`` draws the subtasks' bits from
     the first ``subset_bits`` of the ``n_bits`` only (see
     :class:`~scalinglab.data.sparse_parity.MultitaskSparseParity`); recorded when set.
+
+    ``schedule``: ``"constant"`` (then a run of ``steps`` is a data sweep, logged as it goes)
+    or ``"cosine"`` (:func:`~scalinglab.engine.training.lr_factor`: a cosine from the peak
+    rate down to ``final_ratio`` of it at the last step, no warmup). A cosine run is one budget:
+    its logged steps before the end are not the end of a shorter run. The width sweep uses
+    it because at a constant rate Adam's noise keeps the loss up (a lower rate is slower but
+    ends lower); the decay takes that noise away, so the end state is set by the width.
+    Recorded when not constant.
     """
+    lr_factor(0, steps, schedule, 0, final_ratio)  # check the schedule's arguments
     widths = [int(widths)] if np.ndim(widths) == 0 else [int(w) for w in widths]
     lrs = [float(lrs)] * len(seeds) if np.ndim(lrs) == 0 else [float(v) for v in lrs]
     if len(lrs) != len(seeds):
@@ -236,6 +248,8 @@ def train_quanta(
         loss = F.cross_entropy(out.reshape(-1, 2), yb.reshape(-1), reduction="none")
         opt.zero_grad()
         loss.view(len(seeds), batch_size).mean(1).sum().backward()  # independent members
+        if schedule != "constant":
+            opt.set_scale(lr_factor(step, steps, schedule, 0, final_ratio))
         opt.step()
     task_loss = np.stack(hist_loss, 1)  # (M, n_log, n_tasks)
     task_acc = np.stack(hist_acc, 1)
@@ -252,6 +266,9 @@ def train_quanta(
             "k_sparse": k_sparse,
             "subset_seed": subset_seed,
             **({"subset_bits": int(subset_bits)} if subset_bits is not None else {}),
+            **(
+                {"schedule": schedule, "final_ratio": final_ratio} if schedule != "constant" else {}
+            ),
             "batch_size": batch_size,
             "n_params": int(ens.n_params[m]),
             "step": log,
@@ -266,8 +283,15 @@ def train_quanta(
 # --------------------------------------------------------------------------- analysis
 
 
-def width_sweep(records: list[dict], alpha: float, lr: float = 1e-2, step: int | None = None):
-    """The width sweep at ``alpha`` (main learning rate), at logged ``step`` (default: last).
+def width_sweep(
+    records: list[dict],
+    alpha: float,
+    lr: float = 1e-2,
+    step: int | None = None,
+    sweep: str = "width",
+):
+    """The width sweep at ``alpha`` (main learning rate), at logged ``step`` (default: last),
+    from the records labelled ``sweep``.
 
     Returns ``dict(widths, n_params, seeds, task_loss (seeds, widths, tasks), task_acc,
     loss (seeds, widths) = sum_k p_k L_k, n_learned (seeds, widths), probs)``.
@@ -275,7 +299,7 @@ def width_sweep(records: list[dict], alpha: float, lr: float = 1e-2, step: int |
     recs = [
         r
         for r in records
-        if r["sweep"] == "width" and r["alpha"] == alpha and math.isclose(r["lr"], lr)
+        if r["sweep"] == sweep and r["alpha"] == alpha and math.isclose(r["lr"], lr)
     ]
     widths = sorted({r["width"] for r in recs})
     seeds = sorted({r["seed"] for r in recs})
@@ -420,12 +444,44 @@ def abrupt_skill(task_acc, low: float = 0.6, high: float = 0.95) -> int | None:
     return None
 
 
+def tuned_width_sweep(records: list[dict], alpha: float, sweep: str = "width") -> dict:
+    """The width sweep at ``alpha`` with every width at its own best learning rate: of the
+    rates the records hold for that width (every seed trained at each), the one whose final
+    mean loss, averaged over the seeds, is lowest. The same dict as :func:`width_sweep`,
+    plus ``lr`` (the chosen rate per width), ``lr_grid`` and ``grid_loss``
+    ``(rates, widths)`` (the seed-mean final loss at each rate), and ``at_edge`` (the chosen
+    rate is the grid's smallest or largest: the grid may not bracket the optimum)."""
+    grid = sorted({r["lr"] for r in records if r["sweep"] == sweep and r["alpha"] == alpha})
+    if not grid:
+        raise ValueError(f"no {sweep!r} records at alpha={alpha}")
+    by_lr = [width_sweep(records, alpha, lr=g, sweep=sweep) for g in grid]
+    for w in by_lr[1:]:
+        same_widths = np.array_equal(w["widths"], by_lr[0]["widths"])
+        if not (same_widths and w["seeds"] == by_lr[0]["seeds"]):
+            raise ValueError("every learning rate must have the same widths and seeds")
+    grid_loss = np.array([w["loss"].mean(0) for w in by_lr])  # (rates, widths)
+    best = grid_loss.argmin(0)
+    cols = np.arange(len(best))
+    out = dict(by_lr[0])
+    for key in ("task_loss", "task_acc", "loss", "n_learned"):
+        stacked = np.stack([w[key] for w in by_lr])  # (rates, seeds, widths, ...)
+        out[key] = stacked[best, :, cols].swapaxes(0, 1)  # (seeds, widths, ...)
+    out.update(
+        lr=np.array(grid)[best],
+        lr_grid=np.array(grid),
+        grid_loss=grid_loss,
+        at_edge=(best == 0) | (best == len(grid) - 1),
+    )
+    return out
+
+
 def parameter_exponent_fit(
     records: list[dict],
     alpha: float,
     step: int | None = None,
-    lr: float = 1e-2,
+    lr: float | None = 1e-2,
     widths: Sequence[int] | None = None,
+    sweep: str = "width",
 ) -> dict:
     r"""Measured and predicted parameter exponent of the width sweep at ``alpha``.
 
@@ -440,8 +496,15 @@ def parameter_exponent_fit(
     (:func:`params_per_quantum`), and is the slope of the exact tail :math:`L(N/c)` over the
     same :math:`N`: the theory's :math:`n \propto N`, corrected for the finite list of
     quanta; the measured counts enter only through the one number :math:`c`.
+
+    ``lr=None``: every width at its own best rate (:func:`tuned_width_sweep`, last step).
     """
-    w = width_sweep(records, alpha, lr=lr, step=step)
+    if lr is None:
+        if step is not None:
+            raise ValueError("a tuned sweep is read at its last step")
+        w = tuned_width_sweep(records, alpha, sweep=sweep)
+    else:
+        w = width_sweep(records, alpha, lr=lr, step=step, sweep=sweep)
     use = w["n_learned"].min(0) >= 1
     if widths is not None:
         use &= np.isin(w["widths"], list(widths))
@@ -460,6 +523,56 @@ def parameter_exponent_fit(
         "c": c,
         "predicted": predicted,
     }
+
+
+def budget_convergence(
+    records: list[dict], alpha: float, full: str = "width", half: str = "width_half"
+) -> dict:
+    """Has the width sweep converged in its training budget? The sweep ``full`` and the same
+    sweep trained for half the steps, ``half`` (same seeds, data streams and rate grid; each
+    run its own cosine schedule, so both end annealed), each width at its own best rate at
+    its own budget (:func:`tuned_width_sweep`). Returns ``dict(full, half)`` (the two
+    :func:`parameter_exponent_fit` results, over the widths that qualify at both budgets),
+    ``steps`` (half, full), ``same_n`` (seeds, widths:
+    the quanta learned did not change when the budget doubled), ``rel_change`` (seeds,
+    widths: the change of the mean loss, relative to the full budget's) and
+    ``exponent_change`` (per seed, full minus half)."""
+    alone = {
+        name: parameter_exponent_fit(records, alpha, lr=None, sweep=label)
+        for name, label in (("full", full), ("half", half))
+    }
+    f, h = alone["full"]["sweep"], alone["half"]["sweep"]
+    if not np.array_equal(f["widths"], h["widths"]) or f["seeds"] != h["seeds"]:
+        raise ValueError("the two budgets must have the same widths and seeds")
+    steps = tuple(
+        next(r["step"][-1] for r in records if r["sweep"] == label and r["alpha"] == alpha)
+        for label in (half, full)
+    )
+    # compared over the same widths: those that qualify (every seed >= 1 quantum) at both
+    common = f["widths"][alone["full"]["use"] & alone["half"]["use"]]
+    fits = {
+        name: parameter_exponent_fit(records, alpha, lr=None, sweep=label, widths=common)
+        for name, label in (("full", full), ("half", half))
+    }
+    return {
+        **fits,
+        "steps": steps,
+        "same_n": f["n_learned"] == h["n_learned"],
+        "rel_change": (h["loss"] - f["loss"]) / f["loss"],
+        "exponent_change": fits["full"]["measured"] - fits["half"]["measured"],
+    }
+
+
+def learned_in_order(task_loss: np.ndarray, threshold: float = 0.1 * LN2) -> np.ndarray:
+    """Of the :math:`n` subtasks a model has learned (last axis: subtasks in order of
+    frequency), the fraction that are among the :math:`n` most frequent: 1 when it learned
+    exactly the top :math:`n`, as the quantization model has it (``nan`` when it learned
+    none)."""
+    done = learned(task_loss, threshold)
+    n = done.sum(-1)
+    top = np.arange(done.shape[-1]) < n[..., None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (done & top).sum(-1) / n, np.nan)
 
 
 def width_convergence(records: list[dict], alpha: float, lr: float, rel_tol: float = 0.05):

@@ -387,6 +387,29 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> argparse.Arg
     return parser
 
 
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_parts(run: Callable[[dict], list[dict]], config: dict, jobs: int = 1) -> list[dict]:
+    """``run(config)``, or with ``jobs > 1`` each of the config's ``runs`` as its own config
+    in a pool of ``jobs`` processes (one thread each), concatenated in config order. The two
+    agree record for record as long as every run is seeded by its own settings alone (no
+    state carried from one run to the next), which is how the chapter modules build them."""
+    runs = config.get("runs")
+    if jobs <= 1 or not runs or len(runs) == 1:
+        return run(config)
+    import multiprocessing as mp
+
+    parts = [{**config, "runs": [r]} for r in runs]
+    # spawn, not fork: a forked child would inherit torch's thread pools from the parent
+    with mp.get_context("spawn").Pool(min(jobs, len(parts)), initializer=_one_thread) as pool:
+        results = pool.map(run, parts, chunksize=1)
+    return [record for part in results for record in part]
+
+
 def records_main(
     run: Callable[[dict], list[dict]], description: str, argv: Sequence[str] | None = None
 ) -> None:
@@ -400,11 +423,18 @@ def records_main(
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("config", help="JSON config of the run")
     parser.add_argument("--out", required=True, help="JSON-lines file for the records")
+    parser.add_argument(
+        "--jobs",
+        type=_positive,
+        default=1,
+        help="processes, one run of the config each at a time (one thread each); the "
+        "records are the same as with 1 job, in config order",
+    )
     args = parser.parse_args(argv)
     with open(args.config) as f:
         config = json.load(f)
     torch.set_num_threads(1)
-    records = run(config)
+    records = run_parts(run, config, args.jobs)
     with open(args.out, "w") as f:
         for record in records:
             f.write(json.dumps(record) + "\n")
