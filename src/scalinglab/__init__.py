@@ -16,4 +16,4 @@ Small modules with one job each:
 
 #: The course and the package are versioned together, by calendar: YYYY.MM of the release,
 #: then .N for corrections within that month (errata: book/errata.md; CHANGELOG.md).
-__version__ = "2026.12.1"
+__version__ = "2026.12.2"
