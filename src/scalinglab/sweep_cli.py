@@ -403,10 +403,13 @@ def run_parts(run: Callable[[dict], list[dict]], config: dict, jobs: int = 1) ->
         return run(config)
     import multiprocessing as mp
 
+    from tqdm import tqdm  # a text bar, never a Jupyter widget
+
     parts = [{**config, "runs": [r]} for r in runs]
     # spawn, not fork: a forked child would inherit torch's thread pools from the parent
     with mp.get_context("spawn").Pool(min(jobs, len(parts)), initializer=_one_thread) as pool:
-        results = pool.map(run, parts, chunksize=1)
+        # imap keeps the config's order; the bar counts the runs as they come back in it
+        results = list(tqdm(pool.imap(run, parts, chunksize=1), total=len(parts), desc="runs"))
     return [record for part in results for record in part]
 
 
